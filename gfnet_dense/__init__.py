@@ -1,0 +1,10 @@
+"""gfnet-dense: GFNet / GFNet-H backbones for dense prediction.
+
+``import gfnet_dense`` registers the timm classifiers (``gfnet_h_s`` ...) and the
+MMEngine backbones (``type='GFNetH'`` / ``'GFNet'``).
+"""
+from .models import *  # noqa: F401,F403
+from .models import __all__ as _models_all
+
+__version__ = '0.1.0'
+__all__ = list(_models_all)

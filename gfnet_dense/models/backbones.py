@@ -1,0 +1,227 @@
+"""GFNet / GFNet-H as OpenMMLab backbones (MMSegmentation, MMDetection).
+
+Registered in MMEngine's root ``MODELS`` registry, so ``type='GFNetH'`` builds
+under ``default_scope='mmseg'`` and ``'mmdet'`` alike. The network itself is the
+one in ``gfnet.py``; these classes add one LayerNorm per output, NCHW outputs,
+freezing and checkpoint loading.
+"""
+import copy
+import warnings
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .checkpoint import adapt_state_dict, load_into, read_checkpoint
+from .gfnet import (GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet,
+                    resolve_arch)
+
+
+def _pretrained_init_cfg(init_cfg, pretrained):
+    if pretrained is not None:
+        if init_cfg is not None:
+            raise ValueError('give either init_cfg or the deprecated pretrained, not both')
+        warnings.warn('pretrained is deprecated, use init_cfg=dict(type="Pretrained", '
+                      'checkpoint=...)', DeprecationWarning)
+        return dict(type='Pretrained', checkpoint=pretrained)
+    return copy.deepcopy(init_cfg)
+
+
+def _normalize_indices(indices: Union[int, Sequence[int]], count: int, what: str) -> Tuple[int, ...]:
+    indices = (indices,) if isinstance(indices, int) else tuple(indices)
+    if not indices:
+        raise ValueError(f'out_indices must name at least one {what}')
+    out = []
+    for i in indices:
+        if not -count <= i < count:
+            raise ValueError(f'out_indices entry {i} is out of range for {count} {what}s')
+        out.append(i % count)
+    return tuple(sorted(set(out)))
+
+
+def _freeze(*modules) -> None:
+    for m in modules:
+        if isinstance(m, nn.Parameter):
+            m.requires_grad_(False)
+        else:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+class _MMBackboneMixin:
+    """Freezing, ``norm_eval``, ``train()`` and ``init_cfg`` loading for both backbones."""
+
+    out_indices: Tuple[int, ...]
+    frozen_stages: int
+    norm_eval: bool
+
+    def _setup(self, out_indices, out_dims, frozen_stages, norm_eval, init_cfg, pretrained):
+        self.init_cfg = _pretrained_init_cfg(init_cfg, pretrained)
+        self.out_indices, self.frozen_stages, self.norm_eval = out_indices, frozen_stages, norm_eval
+        for i in out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(out_dims[i], eps=1e-6))
+        # Parts after the last output never run: freeze them so DDP needs no
+        # find_unused_parameters.
+        for module in self._unused_modules():
+            _freeze(module)
+        self._freeze_stages()
+
+    def _unused_modules(self):
+        return []
+
+    def _frozen_modules(self):
+        raise NotImplementedError
+
+    def _freeze_stages(self) -> None:
+        _freeze(*self._frozen_modules())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        for module in self._unused_modules():
+            module.eval()
+        if mode and self.norm_eval:
+            # GFNet itself only has LayerNorm; this reaches BatchNorm a user adds.
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def _output_norms_from_checkpoint(self) -> dict:
+        """The released final ``norm`` feeds the last stage: start that output norm from it."""
+        return {'norm.': f'norm{self.out_indices[-1]}.'} if self._last_is_final() else {}
+
+    def init_weights(self) -> None:
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            state = read_checkpoint(cfg['checkpoint'])
+            rename = self._output_norms_from_checkpoint()
+            state = adapt_state_dict(state, self, rename=rename, drop_prefixes=('head.', 'norm.'))
+            out_norms = {k for k in self.state_dict() if k.split('.')[0] in
+                         {f'norm{i}' for i in self.out_indices}}
+            load_into(self, state, allowed_missing=out_norms)
+            self._is_init = True
+        else:
+            super().init_weights()
+
+
+@MODELS.register_module()
+class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
+    """GFNet-H backbone: NCHW maps at strides 4/8/16/32 for any input size.
+
+    Args:
+        arch: ``'ti'``, ``'s'``, ``'b'`` or a dict with ``embed_dims``, ``depths``
+            (and optionally ``layer_scale_init``, ``drop_path_rate``).
+        in_channels: image channels.
+        pretrain_img_size: the size the filters and ``pos_embed`` are stored for.
+        out_indices: stages to return; each gets its own LayerNorm.
+        frozen_stages: ``-1`` none, ``0`` the stem (first patch embedding and
+            ``pos_embed``), ``k`` the stem and stages ``0..k-1``.
+        norm_eval: put BatchNorm layers in eval mode during training (GFNet-H has
+            only LayerNorm, so this affects user-added BatchNorm only).
+        with_cp: gradient checkpointing per block (``use_reentrant=False``).
+        drop_path_rate: stochastic depth; defaults to the variant's ImageNet value.
+        filter_resize: ``'bicubic'``, ``'bilinear'`` or ``'spatial'``.
+        init_cfg: ``dict(type='Pretrained', checkpoint=path)`` loads a released,
+            pretraining or MMEngine checkpoint, resizing filters and ``pos_embed``.
+
+    Shape: ``(N, C, H, W) -> tuple of (N, D_i, ceil(H/s_i), ceil(W/s_i))``.
+    """
+
+    def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 norm_eval: bool = False, with_cp: bool = False,
+                 drop_path_rate: Optional[float] = None, filter_resize: str = 'bicubic',
+                 mlp_ratio: float = 4.0, init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        settings = resolve_arch(arch, GFNET_H_ARCHS, required=('embed_dims', 'depths'))
+        if drop_path_rate is not None:
+            settings['drop_path_rate'] = drop_path_rate
+        super().__init__(in_chans=in_channels, img_size=pretrain_img_size, mlp_ratio=mlp_ratio,
+                         filter_resize=filter_resize, with_cp=with_cp, **settings)
+        self.arch = arch
+        num_stages = len(self.depths)
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
+        self._setup(_normalize_indices(out_indices, num_stages, 'stage'), self.embed_dims,
+                    frozen_stages, norm_eval, init_cfg, pretrained)
+
+    def _last_is_final(self) -> bool:
+        return self.out_indices[-1] == len(self.depths) - 1
+
+    def _unused_modules(self):
+        last = self.out_indices[-1]
+        return [m for i in range(last + 1, len(self.depths))
+                for m in (self.patch_embed[i], self.blocks[i])]
+
+    def _frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.patch_embed[0], self.pos_embed]
+        for i in range(self.frozen_stages):
+            modules += [self.patch_embed[i], self.blocks[i]]
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        return modules
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        stages = self.forward_stages(x, last_stage=self.out_indices[-1])
+        return tuple(getattr(self, f'norm{i}')(stages[i]).permute(0, 3, 1, 2).contiguous()
+                     for i in self.out_indices)
+
+
+@MODELS.register_module()
+class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
+    """Isotropic GFNet backbone: stride-16 NCHW maps taken after chosen blocks.
+
+    Pair it with a multi-level neck (``MultiLevelNeck`` in MMSeg) to build a
+    feature pyramid. ``out_indices`` are block indices (default: the blocks
+    ending each quarter of the depth); ``frozen_stages`` ``k`` freezes the patch
+    embedding, ``pos_embed`` and the first ``k`` blocks. Other arguments as
+    ``GFNetH``.
+
+    Shape: ``(N, C, H, W) -> tuple of (N, D, ceil(H/16), ceil(W/16))``.
+    """
+
+    def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 out_indices: Optional[Sequence[int]] = None, frozen_stages: int = -1,
+                 norm_eval: bool = False, with_cp: bool = False,
+                 drop_path_rate: Optional[float] = None, filter_resize: str = 'bicubic',
+                 mlp_ratio: float = 4.0, init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        settings = resolve_arch(arch, GFNET_ARCHS, required=('embed_dim', 'depth'))
+        if drop_path_rate is not None:
+            settings['drop_path_rate'] = drop_path_rate
+        super().__init__(in_chans=in_channels, img_size=pretrain_img_size, mlp_ratio=mlp_ratio,
+                         filter_resize=filter_resize, with_cp=with_cp, **settings)
+        self.arch = arch
+        if out_indices is None:
+            out_indices = [(k + 1) * self.depth // 4 - 1 for k in range(4)]
+        if not -1 <= frozen_stages <= self.depth:
+            raise ValueError(f'frozen_stages must be in [-1, {self.depth}], got {frozen_stages}')
+        self._setup(_normalize_indices(out_indices, self.depth, 'block'),
+                    [self.embed_dim] * self.depth, frozen_stages, norm_eval, init_cfg, pretrained)
+
+    def _last_is_final(self) -> bool:
+        return self.out_indices[-1] == self.depth - 1
+
+    def _unused_modules(self):
+        return list(self.blocks[self.out_indices[-1] + 1:])
+
+    def _frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        modules = [self.patch_embed, self.pos_embed, *self.blocks[:self.frozen_stages]]
+        modules += [getattr(self, f'norm{i}') for i in self.out_indices if i < self.frozen_stages]
+        return modules
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        maps = self.forward_blocks(x, self.out_indices)
+        return tuple(getattr(self, f'norm{i}')(m).permute(0, 3, 1, 2).contiguous()
+                     for i, m in zip(self.out_indices, maps))

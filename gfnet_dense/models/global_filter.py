@@ -1,0 +1,162 @@
+"""The resolution-adaptive global filter, GFNet's token mixer.
+
+A global filter multiplies the 2-D real FFT of a token grid by a learnable complex
+filter and transforms back. By the convolution theorem this is a circular
+convolution over the whole grid with the spatial kernel ``irfft2(filter)``.
+
+The filter is stored at the grid it was (pre)trained on and resized on the fly to
+the grid of the current input, so weights learned at 224x224 run at any size.
+"""
+from collections import OrderedDict
+from typing import Callable, Hashable, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: ``bicubic`` / ``bilinear`` interpolate the complex filter in the frequency domain
+#: (the public fine-tuning recipe); ``spatial`` keeps the pixel-space kernel exact.
+FILTER_RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
+
+_CACHE_SIZE = 8  # enough for multi-scale test-time augmentation without thrashing
+
+
+def check_resize_mode(mode: str) -> str:
+    if mode not in FILTER_RESIZE_MODES:
+        raise ValueError(f'unknown filter_resize mode {mode!r}; '
+                         f'choose one of {", ".join(FILTER_RESIZE_MODES)}')
+    return mode
+
+
+def rfft_size(size: Sequence[int]) -> Tuple[int, int]:
+    """Shape of ``rfft2`` of an ``(H, W)`` grid: ``(H, W // 2 + 1)``."""
+    return size[0], size[1] // 2 + 1
+
+
+def infer_grid_size(filter_shape: Sequence[int]) -> Tuple[int, int]:
+    """Spatial grid a stored ``(h, w//2+1, C, 2)`` filter belongs to.
+
+    ``w`` is ambiguous between ``2(wf-1)`` and ``2(wf-1)+1``; released filters
+    are square (``w == h``), which decides it whenever possible.
+    """
+    h, wf = filter_shape[0], filter_shape[1]
+    return (h, h) if h // 2 + 1 == wf else (h, 2 * (wf - 1))
+
+
+def resize_filter_frequency(weight: torch.Tensor, size: Sequence[int],
+                            mode: str = 'bicubic') -> torch.Tensor:
+    """Interpolate a real-view filter ``(h, wf, C, 2)`` to the rfft grid of ``size``."""
+    h, wf, channels, _ = weight.shape
+    out_h, out_wf = rfft_size(size)
+    planes = weight.permute(2, 3, 0, 1).reshape(1, channels * 2, h, wf)
+    planes = F.interpolate(planes, size=(out_h, out_wf), mode=mode, align_corners=True)
+    return planes.reshape(channels, 2, out_h, out_wf).permute(2, 3, 0, 1)
+
+
+def _resize_circular(kernel: torch.Tensor, new_len: int, dim: int) -> torch.Tensor:
+    """Zero-pad or crop a circularly indexed kernel along ``dim``.
+
+    Index ``i`` of a length-``n`` circular kernel holds offset ``i`` for
+    ``i <= (n-1)//2`` and ``i - n`` otherwise; every offset that fits the new
+    length keeps its value, new offsets are zero.
+    """
+    old_len = kernel.shape[dim]
+    if old_len == new_len:
+        return kernel
+    low, high = -(min(old_len, new_len) // 2), (min(old_len, new_len) - 1) // 2
+    offsets = torch.arange(low, high + 1, device=kernel.device)
+    shape = list(kernel.shape)
+    shape[dim] = new_len
+    return kernel.new_zeros(shape).index_copy(
+        dim, offsets % new_len, kernel.index_select(dim, offsets % old_len))
+
+
+def resize_filter_spatial(weight: torch.Tensor, size: Sequence[int],
+                          source_size: Sequence[int]) -> torch.Tensor:
+    """Resize a real-view filter exactly: same pixel-space kernel on the new grid.
+
+    The kernel ``irfft2(filter)`` (on ``source_size``) is zero-padded (or cropped,
+    when the grid shrinks) around offset 0 and transformed again.
+    """
+    kernel = torch.fft.irfft2(torch.view_as_complex(weight.contiguous()),
+                              s=tuple(source_size), dim=(0, 1))
+    kernel = _resize_circular(kernel, size[0], dim=0)
+    kernel = _resize_circular(kernel, size[1], dim=1)
+    return torch.view_as_real(torch.fft.rfft2(kernel, dim=(0, 1)))
+
+
+def resize_filter(weight: torch.Tensor, size: Sequence[int], mode: str,
+                  source_size: Sequence[int] = None) -> torch.Tensor:
+    """Resize a real-view filter ``(h, wf, C, 2)`` to ``(H, W//2+1, C, 2)`` for grid ``size``."""
+    check_resize_mode(mode)
+    if mode == 'spatial':
+        return resize_filter_spatial(weight, size, source_size or infer_grid_size(weight.shape))
+    return resize_filter_frequency(weight, size, mode)
+
+
+def memoize_in_eval(module: nn.Module, key: Hashable,
+                    compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``compute()``, memoised on ``module`` while it is in eval mode without autograd.
+
+    In training (or with autograd on) the value is recomputed each call so that
+    gradients reach the stored parameter. ``key`` must change whenever the
+    result would (size, device, parameter version).
+    """
+    if module.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return compute()
+    cache = module.__dict__.setdefault('_eval_cache', OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = compute()
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
+
+
+def parameter_key(param: torch.Tensor) -> tuple:
+    """What identifies a parameter's current value: storage, version, dtype."""
+    return param.data_ptr(), param._version, param.dtype, param.device
+
+
+class GlobalFilter(nn.Module):
+    """Global filter token mixer on a channels-last token grid.
+
+    Args:
+        dim: channels ``C``.
+        grid_size: ``(h, w)`` token grid the filter is stored for (pretraining size).
+        resize_mode: how the filter follows other grids, see ``FILTER_RESIZE_MODES``.
+
+    Shape: ``(B, H, W, C) -> (B, H, W, C)`` for any ``H, W``; the FFT runs in
+    float32 (also under autocast) and the output has the input dtype.
+    """
+
+    def __init__(self, dim: int, grid_size: Sequence[int], resize_mode: str = 'bicubic'):
+        super().__init__()
+        h, w = grid_size
+        self.grid_size = (int(h), int(w))
+        self.resize_mode = check_resize_mode(resize_mode)
+        self.complex_weight = nn.Parameter(torch.randn(h, w // 2 + 1, dim, 2) * 0.02)
+
+    def extra_repr(self) -> str:
+        return (f'dim={self.complex_weight.shape[2]}, grid_size={self.grid_size}, '
+                f'resize_mode={self.resize_mode!r}')
+
+    def filter_for(self, size: Tuple[int, int]) -> torch.Tensor:
+        """Complex filter ``(H, W//2+1, C)`` for a token grid of ``size``."""
+        weight = self.complex_weight.float()
+        if tuple(size) == self.grid_size:
+            return torch.view_as_complex(weight)
+        key = (tuple(size), self.resize_mode, parameter_key(self.complex_weight))
+        resized = memoize_in_eval(self, key, lambda: resize_filter(
+            weight, size, self.resize_mode, self.grid_size).contiguous())
+        return torch.view_as_complex(resized)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[1], x.shape[2])
+        # cuFFT has no general half-precision path: always transform in float32.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            spectrum = torch.fft.rfft2(x.float(), dim=(1, 2), norm='ortho')
+            spectrum = spectrum * self.filter_for(size)
+            out = torch.fft.irfft2(spectrum, s=size, dim=(1, 2), norm='ortho')
+        return out.to(x.dtype)
