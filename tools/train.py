@@ -1,0 +1,63 @@
+"""Train an MMSeg or MMDet model from a config (the config's default_scope decides).
+
+    python tools/train.py configs/upernet_gfnet_h_s_ade20k.py [--work-dir DIR] [--amp]
+        [--resume [CKPT]] [--cfg-options key=value ...] [--launcher pytorch]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
+from gfnet_dense.runtime import (CPU_NOTE, allow_mmengine_checkpoints,  # noqa: E402
+                                 check_data_paths, init_cpu_distributed, prepare_config)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--amp', action='store_true', help='mixed precision training (GPU)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                        help='resume from CKPT, or from the latest checkpoint in the work '
+                        'dir when no path is given')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    allow_mmengine_checkpoints()
+    cfg = prepare_config(Config.fromfile(args.config), launcher=args.launcher,
+                         work_dir=args.work_dir, config_path=args.config,
+                         cfg_options=args.cfg_options, amp=args.amp)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume checkpoint {args.resume!r} does not exist')
+        cfg.resume, cfg.load_from = True, args.resume
+    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
+    if not torch.cuda.is_available():
+        print(CPU_NOTE, flush=True)
+        init_cpu_distributed(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
