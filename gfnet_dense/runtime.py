@@ -12,21 +12,25 @@ import torch
 CPU_NOTE = 'no GPU found: using the gloo backend and plain BatchNorm instead of SyncBN'
 
 
-def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` (the torch >= 2.6 default) read MMEngine checkpoints.
+def install_checkpoint_loader() -> None:
+    """Route MMEngine's local checkpoint loading (resume, test, init_model) through
+    ``gfnet_dense.models.checkpoint.torch_load``.
 
-    MMEngine pickles its message hub (``HistoryBuffer`` holding numpy arrays)
-    into every checkpoint; resume and test load them through plain ``torch.load``.
-    Rather than switching weights-only loading off, the few classes such files
-    hold are allow-listed.
+    torch >= 2.6 loads weights-only by default and MMEngine's own checkpoints
+    (their message hub) then fail. ``torch_load`` loads those deliberately: in
+    full only when every pickled global is one MMEngine writes.
     """
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-    from mmengine.structures import BaseDataElement
-    allowed = [HistoryBuffer, BaseDataElement, np.ndarray, np.dtype,
-               np._core.multiarray._reconstruct, np._core.multiarray.scalar]
-    allowed += [type(np.dtype(t)) for t in ('float64', 'float32', 'int64', 'int32', 'bool')]
-    torch.serialization.add_safe_globals(allowed)
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .models.checkpoint import torch_load
+
+    def load_from_local(filename, map_location):
+        filename = osp.expanduser(filename)
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+        return torch_load(filename, map_location=map_location)
+
+    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 
 
 def _walk(node: Any) -> Iterator[dict]:
@@ -61,6 +65,8 @@ def init_cpu_distributed(cfg) -> None:
             raise RuntimeError(f'launcher {cfg.launcher!r} needs GPUs; on CPU use '
                                '--launcher pytorch (tools/dist_train.sh does)')
         dist.init_process_group(backend='gloo')
+        print(f'rank {dist.get_rank()}: gloo process group, world size {dist.get_world_size()}',
+              flush=True)
 
 
 def _dataset_paths(dataset: dict) -> List[str]:

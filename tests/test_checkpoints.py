@@ -181,3 +181,16 @@ def test_infer_grid_size():
     assert infer_grid_size((56, 29)) == (56, 56)
     assert infer_grid_size((7, 4)) == (7, 7)
     assert infer_grid_size((8, 7)) == (8, 12)
+
+
+class _Foreign:
+    pass
+
+
+def test_checkpoint_with_foreign_python_objects_is_refused(tmp_path):
+    state = GFNetH(arch=TINY_H).state_dict()
+    path = tmp_path / 'foreign.pth'
+    torch.save({'model': state, 'extra': _Foreign()}, path)
+    target = GFNetH(arch=TINY_H, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    with pytest.raises(CheckpointMismatchError, match=r'_Foreign(.|\n)*refusing to unpickle'):
+        target.init_weights()

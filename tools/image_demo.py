@@ -16,7 +16,7 @@ import mmcv  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.runtime import allow_mmengine_checkpoints  # noqa: E402
+from gfnet_dense.runtime import install_checkpoint_loader  # noqa: E402
 
 
 def draw_segmentation(image_path, cfg, checkpoint, out, device, opacity):
@@ -59,7 +59,7 @@ def main(argv=None):
     for path in (args.image, args.config, args.checkpoint):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path!r} does not exist')
-    allow_mmengine_checkpoints()
+    install_checkpoint_loader()
     cfg = Config.fromfile(args.config)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if cfg.get('default_scope') == 'mmdet':

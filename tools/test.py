@@ -16,7 +16,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.runtime import (allow_mmengine_checkpoints, check_data_paths,  # noqa: E402
+from gfnet_dense.runtime import (install_checkpoint_loader, check_data_paths,  # noqa: E402
                                  init_cpu_distributed, prepare_config)
 
 
@@ -73,7 +73,7 @@ def _enable_output(cfg, out: str) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    allow_mmengine_checkpoints()
+    install_checkpoint_loader()
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = prepare_config(Config.fromfile(args.config), launcher=args.launcher,

@@ -16,7 +16,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
-from gfnet_dense.runtime import (CPU_NOTE, allow_mmengine_checkpoints,  # noqa: E402
+from gfnet_dense.runtime import (CPU_NOTE, install_checkpoint_loader,  # noqa: E402
                                  check_data_paths, init_cpu_distributed, prepare_config)
 
 
@@ -41,7 +41,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    allow_mmengine_checkpoints()
+    install_checkpoint_loader()
     cfg = prepare_config(Config.fromfile(args.config), launcher=args.launcher,
                          work_dir=args.work_dir, config_path=args.config,
                          cfg_options=args.cfg_options, amp=args.amp)

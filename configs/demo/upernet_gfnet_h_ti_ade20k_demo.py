@@ -7,7 +7,7 @@ _base_ = '../upernet_gfnet_h_ti_ade20k.py'
 data_root = 'data/ade20k_demo'
 crop_size = (128, 128)
 scale = (512, 128)  # the base's (2048, 512) for 512 crops
-max_iters = 240
+max_iters = 120
 
 model = dict(
     data_preprocessor=dict(size=crop_size),

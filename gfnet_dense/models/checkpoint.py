@@ -22,22 +22,49 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model (wrong variant, corrupt or foreign file)."""
 
 
-def read_checkpoint(path: str) -> dict:
-    """``torch.load`` a checkpoint file onto the CPU with a clear error when it is unreadable.
+# What MMEngine checkpoints (message hub: HistoryBuffer with numpy arrays and bound
+# statistics methods) and the public GFNet training script (argparse namespace)
+# pickle beside the tensors.
+TRUSTED_GLOBALS = frozenset({
+    'argparse.Namespace', 'builtins.getattr', 'collections.OrderedDict',
+    'mmengine.logging.history_buffer.HistoryBuffer',
+})
 
-    Tensors-only files load with ``weights_only=True``. Files that also pickle
-    Python objects (the released training checkpoints carry an argparse
-    namespace, MMEngine ones a message hub) are loaded as trusted, on purpose:
-    they are files the user chose to load.
+
+def _trusted(name: str) -> bool:
+    return name in TRUSTED_GLOBALS or name.startswith(('numpy.', 'torch.'))
+
+
+def torch_load(path: str, map_location='cpu'):
+    """``torch.load`` with a deliberate policy for torch >= 2.6's weights-only default.
+
+    Tensors-only files load with ``weights_only=True``. A file that pickles
+    more is inspected first: when every Python global in it is one that MMEngine
+    or the GFNet training script writes, it is loaded in full (it is a training
+    checkpoint the user chose); anything else is refused with the list of names.
     """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        foreign = sorted(n for n in names if not _trusted(n))
+        if foreign:
+            raise CheckpointMismatchError(
+                f'{path!r} pickles Python objects that are neither tensors nor MMEngine '
+                f'training state: {foreign}; refusing to unpickle it. If you trust the file, '
+                'load it with torch.load(..., weights_only=False) and save its state dict.')
+        return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint file onto the CPU, with clear errors for missing or unreadable files."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
     try:
-        try:
-            return torch.load(path, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError:
-            return torch.load(path, map_location='cpu', weights_only=False)
+        return torch_load(path)
+    except CheckpointMismatchError:
+        raise
     except Exception as err:  # truncated zip, random bytes, ...
         raise CheckpointMismatchError(
             f'could not read checkpoint {path!r} ({type(err).__name__}: {err}); '
