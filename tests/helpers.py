@@ -37,3 +37,40 @@ def scalars(work_dir):
     assert files, f'no scalars.json under {work_dir}'
     with open(files[-1]) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def write_tiny_coco(root, num_train=4, num_val=2, classes=('square', 'triangle'), seed=0):
+    """A COCO-format data set: coloured squares and triangles with boxes and polygons."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(seed)
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    for split, count in (('train', num_train), ('val', num_val)):
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        images, annotations = [], []
+        for i in range(count):
+            width, height = int(rng.integers(200, 320)), int(rng.integers(140, 220))
+            image = Image.new('RGB', (width, height), (100, 110, 120))
+            draw = ImageDraw.Draw(image)
+            for _ in range(int(rng.integers(1, 4))):
+                label = int(rng.integers(len(classes)))
+                size = int(rng.integers(30, 60))
+                x, y = int(rng.integers(0, width - size)), int(rng.integers(0, height - size))
+                if label == 0:
+                    poly = [x, y, x + size, y, x + size, y + size, x, y + size]
+                else:
+                    poly = [x, y + size, x + size // 2, y, x + size, y + size]
+                draw.polygon(poly, fill=(230, 40, 40) if label == 0 else (40, 220, 60))
+                xs, ys = poly[0::2], poly[1::2]
+                annotations.append(dict(
+                    id=len(annotations) + 1, image_id=i + 1, category_id=label + 1,
+                    bbox=[min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
+                    area=float((max(xs) - min(xs)) * (max(ys) - min(ys))),
+                    segmentation=[[float(v) for v in poly]], iscrowd=0))
+            name = f'{split}_{i:03d}.jpg'
+            image.save(osp.join(root, split, name))
+            images.append(dict(id=i + 1, file_name=name, width=width, height=height))
+        categories = [dict(id=k + 1, name=c) for k, c in enumerate(classes)]
+        with open(osp.join(root, 'annotations', f'{split}.json'), 'w') as f:
+            json.dump(dict(images=images, annotations=annotations, categories=categories), f)
+    return root
