@@ -74,3 +74,38 @@ def write_tiny_coco(root, num_train=4, num_val=2, classes=('square', 'triangle')
         with open(osp.join(root, 'annotations', f'{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)
     return root
+
+
+def write_image_folder(root, classes=3, per_class=(8, 4), size=64, seed=0):
+    """ImageNet layout with coloured noise images: train/<class>/*.png, val/<class>/*.png."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for split, count in zip(('train', 'val'), per_class):
+        for c in range(classes):
+            folder = osp.join(root, split, f'class_{c}')
+            os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, (size, size, 3)) + np.array([60 * c, 40, 200 - 60 * c])
+                Image.fromarray(pixels.clip(0, 255).astype('uint8')).save(
+                    osp.join(folder, f'{i}.png'))
+    return root
+
+
+def write_digits_folder(root, size=32):
+    """scikit-learn's handwritten digits (1797 real 8x8 scans) as an upsampled ImageFolder."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(digits.images))
+    val = set(order[:360].tolist())
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        split = 'val' if i in val else 'train'
+        folder = osp.join(root, split, str(label))
+        os.makedirs(folder, exist_ok=True)
+        gray = (image / 16.0 * 255).astype('uint8')
+        Image.fromarray(gray).resize((size, size), Image.BICUBIC).convert('RGB').save(
+            osp.join(folder, f'{i}.png'))
+    return root
