@@ -22,7 +22,7 @@ def test_gfnet_h_strides_and_sizes(size, expected):
         outs = model(torch.randn(2, 3, *size))
     assert [tuple(o.shape[2:]) for o in outs] == expected
     assert [o.shape[1] for o in outs] == TINY_H['embed_dims']
-    assert all(o.is_contiguous() for o in outs)
+    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
 
 
 @pytest.mark.parametrize('arch,dims', [('ti', [64, 128, 256, 512]), ('s', [96, 192, 384, 768])])

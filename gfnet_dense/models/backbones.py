@@ -129,7 +129,9 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=path)`` loads a released,
             pretraining or MMEngine checkpoint, resizing filters and ``pos_embed``.
 
-    Shape: ``(N, C, H, W) -> tuple of (N, D_i, ceil(H/s_i), ceil(W/s_i))``.
+    Shape: ``(N, C, H, W) -> tuple of (N, D_i, ceil(H/s_i), ceil(W/s_i))``, in
+    channels-last memory format (what convolutions of the neck run fastest on;
+    call ``.contiguous()`` where a consumer needs NCHW memory).
     """
 
     def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
@@ -171,7 +173,7 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         stages = self.forward_stages(x, last_stage=self.out_indices[-1])
-        return tuple(getattr(self, f'norm{i}')(stages[i]).permute(0, 3, 1, 2).contiguous()
+        return tuple(getattr(self, f'norm{i}')(stages[i]).permute(0, 3, 1, 2)
                      for i in self.out_indices)
 
 
@@ -185,7 +187,8 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
     embedding, ``pos_embed`` and the first ``k`` blocks. Other arguments as
     ``GFNetH``.
 
-    Shape: ``(N, C, H, W) -> tuple of (N, D, ceil(H/16), ceil(W/16))``.
+    Shape: ``(N, C, H, W) -> tuple of (N, D, ceil(H/16), ceil(W/16))``, channels-last
+    memory format.
     """
 
     def __init__(self, arch: Union[str, dict] = 's', in_channels: int = 3,
@@ -223,5 +226,5 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         maps = self.forward_blocks(x, self.out_indices)
-        return tuple(getattr(self, f'norm{i}')(m).permute(0, 3, 1, 2).contiguous()
+        return tuple(getattr(self, f'norm{i}')(m).permute(0, 3, 1, 2)
                      for i, m in zip(self.out_indices, maps))

@@ -1,0 +1,89 @@
+"""The fast path equals the plain reference formulation within float32 tolerance."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gfnet_dense import GFNetH
+from gfnet_dense.models import gfnet
+from gfnet_dense.models.gfnet import GFBlock
+from gfnet_dense.models.global_filter import (GlobalFilter, resize_filter_frequency,
+                                              to_channels_first)
+
+TOL = dict(atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('size', [(6, 6), (9, 14), (13, 7)])
+@pytest.mark.parametrize('mode', ['bicubic', 'spatial'])
+def test_filter_forward_and_gradients_match_reference(size, mode):
+    layer = GlobalFilter(5, (6, 6), resize_mode=mode)
+    x = torch.randn(2, *size, 5, requires_grad=True)
+    fast, ref = layer(x), layer.forward_reference(x)
+    torch.testing.assert_close(fast, ref, **TOL)
+    g = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad(fast, [x, layer.complex_weight], g)
+    grads_ref = torch.autograd.grad(ref, [x, layer.complex_weight], g)
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b, **TOL)
+    with torch.no_grad():  # the in-place inference variant
+        torch.testing.assert_close(layer.eval()(x), ref, **TOL)
+
+
+@pytest.mark.parametrize('layer_scale', [None, 0.3])
+def test_block_matches_reference_in_training_and_inference(layer_scale, monkeypatch):
+    block = GFBlock(8, (6, 6), layer_scale_init=layer_scale)
+    x = torch.randn(2, 10, 9, 8, requires_grad=True)
+    fast, ref = block(x), block.forward_reference(x)
+    torch.testing.assert_close(fast, ref, **TOL)
+    g = torch.randn_like(fast)
+    params = [x] + list(block.parameters())
+    for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(ref, params, g)):
+        torch.testing.assert_close(a, b, **TOL)
+    # inference: whole and in row chunks (forced small here)
+    with torch.no_grad():
+        torch.testing.assert_close(block.eval()(x), ref, **TOL)
+        monkeypatch.setattr(gfnet, '_MLP_WHOLE_MAX', 0)
+        monkeypatch.setattr(gfnet, '_MLP_CHUNK_ELEMENTS', 1)
+        torch.testing.assert_close(block(x), ref, **TOL)
+
+
+def test_block_with_drop_path_trains():
+    block = GFBlock(8, (6, 6), drop_path=0.5, layer_scale_init=1e-2).train()
+    x = torch.randn(4, 6, 6, 8, requires_grad=True)
+    block(x).sum().backward()
+    assert all(p.grad is not None for p in block.parameters())
+
+
+def test_whole_backbone_matches_reference(monkeypatch):
+    model = GFNetH(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1],
+                             layer_scale_init=0.1), pretrain_img_size=64).eval()
+    x = torch.randn(2, 3, 75, 50)
+    with torch.no_grad():
+        fast = model(x)
+        monkeypatch.setattr(GFBlock, 'forward', GFBlock.forward_reference)
+        ref = model(x)
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_bf16_autocast_training_step():
+    block = GFBlock(8, (6, 6), layer_scale_init=1e-2)
+    x = torch.randn(2, 7, 7, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = block(x)
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in block.parameters())
+
+
+def test_tiled_transpose_equals_permute():
+    x = torch.randn(2, 37, 41, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(to_channels_first(x), x.permute(0, 3, 1, 2).contiguous(),
+                                   rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('mode', ['bicubic', 'bilinear'])
+def test_matrix_resize_equals_interpolate(mode):
+    w = torch.randn(14, 8, 6, 2)
+    ref = F.interpolate(w.permute(2, 3, 0, 1).reshape(1, 12, 14, 8), size=(33, 17), mode=mode,
+                        align_corners=True).reshape(6, 2, 33, 17).permute(2, 3, 0, 1)
+    torch.testing.assert_close(resize_filter_frequency(w, (33, 32), mode), ref, **TOL)
