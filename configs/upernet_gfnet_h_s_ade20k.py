@@ -1,12 +1,13 @@
 # UperNet + GFNet-H-S on ADE20K: 512x512 crops, 160k iterations, 16 images per
 # iteration (2 per GPU x 8 GPUs). The recipe is mmseg's Swin-T UperNet; only the
 # backbone, its channels and the no-decay keys differ.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['gfnet_dense'], allow_failed_imports=False)
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+    './_base_/gfnet.py',
+]
 
 # ImageNet-pretrained GFNet-H-S: the released gfnet-h-s.pth or the checkpoint.pth
-# written by tools/pretrain.py. Variant configs and --cfg-options override
-# model.backbone.init_cfg.checkpoint.
+# written by tools/pretrain.py (or --cfg-options model.backbone.init_cfg.checkpoint=...).
 pretrained_checkpoint = 'pretrained/gfnet-h-s.pth'
 
 model = dict(
@@ -20,17 +21,7 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint)),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))
-
-# AdamW as the peer; no weight decay on norms, position embedding and global filters
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        _delete_=True,
-        custom_keys={
-            'norm': dict(decay_mult=0.),
-            'pos_embed': dict(decay_mult=0.),
-            'complex_weight': dict(decay_mult=0.),
-        }))
-
+optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={{_base_.gfnet_no_decay_keys}}))
 custom_hooks = [dict(type='SegLabelCheckHook')]
 
 # Test settings. The default is whole-image inference at the short side 512

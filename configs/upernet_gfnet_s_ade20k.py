@@ -1,30 +1,19 @@
 # UperNet + isotropic GFNet-S (stride 16) on ADE20K. A multi-level neck turns the
 # four stride-16 block outputs into strides 4/8/16/32, as mmseg does for ViT.
-_base_ = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['gfnet_dense'], allow_failed_imports=False)
+_base_ = ['mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py', './_base_/gfnet.py']
 
+# ImageNet-pretrained isotropic GFNet-S (released gfnet-s.pth or tools/pretrain.py output)
 pretrained_checkpoint = 'pretrained/gfnet-s.pth'
-
 model = dict(
     pretrained=None,
     backbone=dict(
         _delete_=True,
         type='GFNet',
         arch='s',
-        pretrain_img_size=224,
-        filter_resize='bicubic',
         out_indices=(3, 8, 13, 18),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint)),
     neck=dict(in_channels=[384, 384, 384, 384], out_channels=384),
     decode_head=dict(in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(in_channels=384))
-
-optim_wrapper = dict(
-    paramwise_cfg=dict(
-        _delete_=True,
-        custom_keys={
-            'norm': dict(decay_mult=0.),
-            'pos_embed': dict(decay_mult=0.),
-            'complex_weight': dict(decay_mult=0.),
-        }))
+optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={{_base_.gfnet_no_decay_keys}}))
 custom_hooks = [dict(type='SegLabelCheckHook')]

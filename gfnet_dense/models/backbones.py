@@ -30,6 +30,13 @@ def _pretrained_init_cfg(init_cfg, pretrained):
     return copy.deepcopy(init_cfg)
 
 
+def _variant_settings(arch, table, required, drop_path_rate: Optional[float]) -> dict:
+    settings = resolve_arch(arch, table, required=required)
+    if drop_path_rate is not None:
+        settings['drop_path_rate'] = drop_path_rate
+    return settings
+
+
 def _normalize_indices(indices: Union[int, Sequence[int]], count: int, what: str) -> Tuple[int, ...]:
     indices = (indices,) if isinstance(indices, int) else tuple(indices)
     if not indices:
@@ -141,9 +148,7 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
                  drop_path_rate: Optional[float] = None, filter_resize: str = 'bicubic',
                  mlp_ratio: float = 4.0, init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
-        settings = resolve_arch(arch, GFNET_H_ARCHS, required=('embed_dims', 'depths'))
-        if drop_path_rate is not None:
-            settings['drop_path_rate'] = drop_path_rate
+        settings = _variant_settings(arch, GFNET_H_ARCHS, ('embed_dims', 'depths'), drop_path_rate)
         super().__init__(in_chans=in_channels, img_size=pretrain_img_size, mlp_ratio=mlp_ratio,
                          filter_resize=filter_resize, with_cp=with_cp, **settings)
         self.arch = arch
@@ -198,9 +203,7 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
                  drop_path_rate: Optional[float] = None, filter_resize: str = 'bicubic',
                  mlp_ratio: float = 4.0, init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
-        settings = resolve_arch(arch, GFNET_ARCHS, required=('embed_dim', 'depth'))
-        if drop_path_rate is not None:
-            settings['drop_path_rate'] = drop_path_rate
+        settings = _variant_settings(arch, GFNET_ARCHS, ('embed_dim', 'depth'), drop_path_rate)
         super().__init__(in_chans=in_channels, img_size=pretrain_img_size, mlp_ratio=mlp_ratio,
                          filter_resize=filter_resize, with_cp=with_cp, **settings)
         self.arch = arch
