@@ -109,3 +109,11 @@ def write_digits_folder(root, size=32):
         Image.fromarray(gray).resize((size, size), Image.BICUBIC).convert('RGB').save(
             osp.join(folder, f'{i}.png'))
     return root
+
+
+def backbone_out_channels(backbone):
+    """Channels of each output of a GFNetH / GFNet / AFFNet backbone."""
+    dims = getattr(backbone, 'embed_dims', None) or getattr(backbone, 'widths', None)
+    if dims is None:  # isotropic GFNet: out_indices are block indices
+        return [backbone.embed_dim] * len(backbone.out_indices)
+    return [dims[i] for i in backbone.out_indices]

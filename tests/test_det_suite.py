@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers import ROOT, run_tool, scalars, write_tiny_coco
+from helpers import ROOT, backbone_out_channels, run_tool, scalars, write_tiny_coco
 
 DET_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*coco.py')))
 CLASSES = ('square', 'triangle')
@@ -20,6 +20,7 @@ def test_all_detection_configs_exist():
                    'mask_rcnn_gfnet_h_{}_fpn_3x_ms_coco.py'):
         for arch in ('ti', 's', 'b'):
             assert family.format(arch) in names
+    assert 'retinanet_affnet_s_fpn_1x_coco.py' in names
 
 
 @pytest.mark.parametrize('path', DET_CONFIGS, ids=osp.basename)
@@ -37,8 +38,7 @@ def test_config_builds_and_runs_loss_and_predict_on_non_square_batch(path):
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    dims = model.backbone.embed_dims
-    assert list(cfg.model.neck.in_channels) == [dims[i] for i in model.backbone.out_indices]
+    assert list(cfg.model.neck.in_channels) == backbone_out_channels(model.backbone)
     with_mask = 'mask_rcnn' in path
     packed = demo_mm_inputs(2, [(3, 150, 230), (3, 190, 140)], num_items=[3, 2],
                             num_classes=80, with_mask=with_mask)

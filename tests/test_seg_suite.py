@@ -13,7 +13,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from gfnet_dense.datasets import make_ade20k_demo
-from helpers import DEMO_CONFIG, ROOT, data_options, run_tool, scalars
+from helpers import DEMO_CONFIG, ROOT, backbone_out_channels, data_options, run_tool, scalars
 
 SEG_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*ade20k*.py')))
 FAST = ['train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
@@ -39,21 +39,38 @@ def trained(tmp_path_factory, demo_root):
     return work_dir
 
 
-def test_every_config_loads_and_builds(monkeypatch):
+def test_every_config_loads_builds_and_runs_a_step():
     from mmengine.registry import init_default_scope
+    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
-    assert len(SEG_CONFIGS) >= 7
+    from mmseg.structures import SegDataSample
+    names = {osp.basename(p) for p in SEG_CONFIGS}
+    assert {f'{head}_gfnet_h_{a}_ade20k.py' for head in ('upernet', 'fpn') for a in ('ti', 's', 'b')} \
+        | {'upernet_gfnet_s_ade20k.py', 'upernet_affnet_s_ade20k.py', 'fpn_affnet_s_ade20k.py'} \
+        <= names
     for path in SEG_CONFIGS + [DEMO_CONFIG]:
         cfg = Config.fromfile(path)
         assert cfg.default_scope == 'mmseg'
-        assert cfg.model.backbone.type in ('GFNetH', 'GFNet'), path
+        assert cfg.model.backbone.type in ('GFNetH', 'GFNet', 'AFFNet'), path
         init_default_scope('mmseg')
         cfg.model.backbone.init_cfg = None
         model = MODELS.build(cfg.model)
-        dims = (model.backbone.embed_dims if cfg.model.backbone.type == 'GFNetH'
-                else [model.backbone.embed_dim] * 4)
         neck_in = cfg.model.get('neck', {}).get('in_channels')
-        assert (neck_in or cfg.model.decode_head.in_channels) == list(dims), path
+        assert (neck_in or cfg.model.decode_head.in_channels) == \
+            backbone_out_channels(model.backbone), path
+        # a CPU step on a non-square batch, loss and prediction
+        samples = []
+        for _ in range(2):
+            sample = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 150, (1, 64, 96))))
+            sample.set_metainfo(dict(img_shape=(64, 96), pad_shape=(64, 96), ori_shape=(64, 96)))
+            samples.append(sample)
+        inputs = torch.randn(2, 3, 64, 96)
+        losses = model.loss(inputs, samples)
+        assert torch.isfinite(sum(v for k, v in losses.items() if 'loss' in k)), path
+        model.eval()
+        with torch.no_grad():
+            preds = model.predict(inputs, samples)
+        assert preds[0].pred_sem_seg.data.shape == (1, 64, 96), path
 
 
 def test_upernet_recipe_matches_the_spec():

@@ -31,6 +31,9 @@ def build(name: str) -> torch.nn.Module:
     if name.startswith('gfnet_h_'):
         from gfnet_dense import GFNetH
         return GFNetH(arch=name[len('gfnet_h_'):])
+    if name == 'affnet_s':
+        from gfnet_dense import AFFNet
+        return AFFNet(arch='s')
     if name == 'resnet50':
         from mmseg.models.backbones import ResNetV1c
         return ResNetV1c(depth=50)
@@ -45,9 +48,10 @@ def build(name: str) -> torch.nn.Module:
 
 
 LABELS = {'gfnet_h_ti': 'GFNet-H-Ti (ours)', 'gfnet_h_s': 'GFNet-H-S (ours)',
-          'gfnet_h_b': 'GFNet-H-B (ours)', 'resnet50': 'ResNet-50 (mmseg V1c)',
+          'gfnet_h_b': 'GFNet-H-B (ours)', 'affnet_s': 'AFFNet-S (ours)', 'resnet50': 'ResNet-50 (mmseg V1c)',
           'swin_t': 'Swin-T (mmseg)', 'convnext_t': 'ConvNeXt-T (timm)'}
-DEFAULT_MODELS = list(LABELS)
+DEFAULT_MODELS = [m for m in LABELS if m != 'affnet_s']  # AFFNet: --models affnet_s
+MODEL_CHOICES = list(LABELS)
 
 
 class PeakMemory:
@@ -195,7 +199,7 @@ def parse_size(text: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=DEFAULT_MODELS)
+    parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=MODEL_CHOICES)
     parser.add_argument('--sizes', nargs='+', default=['512x512', '1024x1024', '2048x1024'],
                         help='HxW list')
     parser.add_argument('--device', default='cpu')

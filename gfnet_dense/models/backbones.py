@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .checkpoint import adapt_state_dict, load_into, read_checkpoint
+from .affnet import AFFNET_ARCHS, AFFNetTrunk
 from .gfnet import (GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet,
                     resolve_arch)
 
@@ -66,10 +67,14 @@ class _MMBackboneMixin:
     frozen_stages: int
     norm_eval: bool
 
+    # weights of a classifier checkpoint that the backbone does not have
+    _classifier_prefixes = ('head.', 'norm.')
+
     def _setup(self, out_indices, out_dims, frozen_stages, norm_eval, init_cfg, pretrained):
+        """``out_dims``: channels per output for one LayerNorm each, or None for no norms."""
         self.init_cfg = _pretrained_init_cfg(init_cfg, pretrained)
         self.out_indices, self.frozen_stages, self.norm_eval = out_indices, frozen_stages, norm_eval
-        for i in out_indices:
+        for i in out_indices if out_dims is not None else ():
             self.add_module(f'norm{i}', nn.LayerNorm(out_dims[i], eps=1e-6))
         # Parts after the last output never run: freeze them so DDP needs no
         # find_unused_parameters.
@@ -107,7 +112,8 @@ class _MMBackboneMixin:
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             state = read_checkpoint(cfg['checkpoint'])
             rename = self._output_norms_from_checkpoint()
-            state = adapt_state_dict(state, self, rename=rename, drop_prefixes=('head.', 'norm.'))
+            state = adapt_state_dict(state, self, rename=rename,
+                                     drop_prefixes=self._classifier_prefixes)
             out_norms = {k for k in self.state_dict() if k.split('.')[0] in
                          {f'norm{i}' for i in self.out_indices}}
             load_into(self, state, allowed_missing=out_norms)
@@ -231,3 +237,50 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
         maps = self.forward_blocks(x, self.out_indices)
         return tuple(getattr(self, f'norm{i}')(m).permute(0, 3, 1, 2)
                      for i, m in zip(self.out_indices, maps))
+
+
+@MODELS.register_module()
+class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
+    """AFFNet backbone: NCHW maps of the chosen stages (strides 2/4/8/16/32), any input size.
+
+    Args:
+        arch: ``'et'``, ``'t'``, ``'s'`` or a dict with ``widths`` (5 stages) and
+            ``expand_ratio``.
+        out_indices: stages to return; default ``(1, 2, 3, 4)``, strides 4-32.
+        frozen_stages: ``-1`` none, ``0`` the stem, ``k`` the stem and stages ``0..k-1``.
+        norm_eval: BatchNorm layers in eval mode during training.
+        with_cp, drop_path_rate, init_cfg, pretrained: as ``GFNetH``.
+
+    Shape: ``(N, C, H, W) -> tuple of (N, W_i, ceil(H/s_i), ceil(W/s_i))``.
+    """
+
+    _classifier_prefixes = ('head.', 'conv_1x1_exp.')
+
+    def __init__(self, arch='s', in_channels: int = 3, out_indices: Sequence[int] = (1, 2, 3, 4),
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
+                 drop_path_rate: float = 0.0, init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        settings = _variant_settings(arch, AFFNET_ARCHS, ('widths', 'expand_ratio'),
+                                     drop_path_rate)
+        super().__init__(in_chans=in_channels, with_cp=with_cp, **settings)
+        self.arch = arch
+        if not -1 <= frozen_stages <= len(self.stages):
+            raise ValueError(f'frozen_stages must be in [-1, {len(self.stages)}], '
+                             f'got {frozen_stages}')
+        self._setup(_normalize_indices(out_indices, len(self.stages), 'stage'), None,
+                    frozen_stages, norm_eval, init_cfg, pretrained)
+
+    def _last_is_final(self) -> bool:
+        return False
+
+    def _unused_modules(self):
+        return list(self.stages[self.out_indices[-1] + 1:])
+
+    def _frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem, *self.stages[:self.frozen_stages]]
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        stages = self.forward_stages(x, last_stage=self.out_indices[-1])
+        return tuple(stages[i] for i in self.out_indices)

@@ -81,6 +81,21 @@ def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Sequence[int],
     return grid.permute(0, 2, 3, 1).reshape(1, -1, channels).to(pos_embed.dtype)
 
 
+def check_image_batch(x: torch.Tensor, in_chans: int, name: str) -> None:
+    """Fail with a message naming the problem unless ``x`` is a non-empty NCHW batch."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'{name} expects a torch.Tensor, got {type(x).__name__}')
+    if x.dim() != 4:
+        raise ValueError(f'{name} expects a 4-D (N, C, H, W) image batch, got a {x.dim()}-D '
+                         f'tensor of shape {tuple(x.shape)}; use x[None] for a single image')
+    if x.shape[1] != in_chans:
+        raise ValueError(f'{name} was built for {in_chans} input channels but got '
+                         f'{x.shape[1]} (input shape {tuple(x.shape)}); build it with '
+                         f'in_channels={x.shape[1]} (in_chans for timm) or fix the input')
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f'{name} got an empty batch of shape {tuple(x.shape)}')
+
+
 class Mlp(nn.Module):
     """``fc1 -> GELU -> fc2`` on the last dim."""
 
@@ -231,18 +246,7 @@ class _GFNetTrunk(nn.Module):
             nn.init.zeros_(m.bias)
 
     def check_input(self, x: torch.Tensor) -> None:
-        name = type(self).__name__
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'{name} expects a torch.Tensor, got {type(x).__name__}')
-        if x.dim() != 4:
-            raise ValueError(f'{name} expects a 4-D (N, C, H, W) image batch, got a {x.dim()}-D '
-                             f'tensor of shape {tuple(x.shape)}; use x[None] for a single image')
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f'{name} was built for {self.in_chans} input channels but got '
-                             f'{x.shape[1]} (input shape {tuple(x.shape)}); build it with '
-                             f'in_channels={x.shape[1]} (in_chans for timm) or fix the input')
-        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(f'{name} got an empty batch of shape {tuple(x.shape)}')
+        check_image_batch(x, self.in_chans, type(self).__name__)
 
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
         """Position embedding resized to ``grid``, as ``(1, H, W, C)``."""

@@ -158,6 +158,30 @@ def to_channels_first(x: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
+def spectral_filter(planes: torch.Tensor,
+                    multiplier: Callable[[torch.Tensor], torch.Tensor],
+                    reuse_input: bool = False) -> torch.Tensor:
+    """``irfft2(rfft2(x) * multiplier(rfft2(x)))`` over the last two dims, in float32.
+
+    The frequency-domain core shared by GFNet's static and AFFNet's dynamic
+    filters. ``planes`` is channels-first ``(B, C, H, W)`` so both FFTs run over
+    contiguous planes; they run in float32 also under autocast (cuFFT has no
+    general half-precision path) and the float32 result is returned. Without
+    autograd the product happens in place and, with ``reuse_input``, the inverse
+    transform writes into the float32 input (large fresh buffers cost page faults).
+    """
+    height, width = planes.shape[-2:]
+    with torch.autocast(device_type=planes.device.type, enabled=False):
+        planes = planes.float()
+        spectrum = torch.fft.rfft2(planes, norm='ortho')
+        mask = multiplier(spectrum)
+        if torch.is_grad_enabled():
+            return torch.fft.irfft2(spectrum * mask, s=(height, width), norm='ortho')
+        spectrum.mul_(mask)
+        out = planes if reuse_input else None
+        return torch.fft.irfft2(spectrum, s=(height, width), norm='ortho', out=out)
+
+
 class GlobalFilter(nn.Module):
     """Global filter token mixer on a channels-last token grid.
 
@@ -201,23 +225,15 @@ class GlobalFilter(nn.Module):
         """Fast path: the FFTs run over contiguous ``(H, W)`` planes.
 
         The transforms want the spatial dims innermost, the block wants channels
-        innermost, so the layer transposes once in and once out (the way out uses
-        torch's fast channels-last conversion) and multiplies in that layout; without
-        autograd the product and the inverse transform reuse their inputs' memory.
+        innermost, so the layer transposes once in (tiled) and once out (torch's
+        fast channels-last conversion) and multiplies in the planes' layout.
         """
-        batch, height, width, channels = x.shape
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            planes = to_channels_first(x.float())
-            spectrum = torch.fft.rfft2(planes, norm='ortho')
-            weight = self.channels_first_filter((height, width))
-            if torch.is_grad_enabled():
-                spectrum = spectrum * weight
-                planes = torch.fft.irfft2(spectrum, s=(height, width), norm='ortho')
-            else:  # reuse the buffers: large fresh allocations cost page faults
-                spectrum.mul_(weight)
-                torch.fft.irfft2(spectrum, s=(height, width), norm='ortho', out=planes)
-            out = planes.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        return out.to(x.dtype)
+        size = (x.shape[1], x.shape[2])
+        planes = to_channels_first(x.float())
+        planes = spectral_filter(planes, lambda spectrum: self.channels_first_filter(size),
+                                 reuse_input=planes.data_ptr() != x.data_ptr())
+        return planes.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1) \
+            .to(x.dtype)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The plain formulation (the public code's), kept to check ``forward`` against."""
