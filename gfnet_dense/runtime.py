@@ -33,6 +33,19 @@ def install_checkpoint_loader() -> None:
     CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
 
 
+def parse_with_launcher_args(parser, argv=None):
+    """Add the options train and test share (--cfg-options, --launcher, --local-rank) and parse."""
+    from mmengine.config import DictAction
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
 def _walk(node: Any) -> Iterator[dict]:
     if isinstance(node, dict):
         yield node

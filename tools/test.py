@@ -4,20 +4,20 @@
         [--tta] [--cfg-options key=value ...] [--launcher pytorch]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.runtime import (install_checkpoint_loader, check_data_paths,  # noqa: E402
-                                 init_cpu_distributed, prepare_config)
+from gfnet_dense.runtime import (check_data_paths, init_cpu_distributed,  # noqa: E402
+                                 install_checkpoint_loader, parse_with_launcher_args,
+                                 prepare_config)
 
 
 def parse_args(argv=None):
@@ -30,14 +30,7 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save visualised predictions to this folder')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation '
                         '(the config tta_pipeline: multi-scale and flip)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_with_launcher_args(parser, argv)
 
 
 def _enable_visualization(cfg, show_dir: str) -> None:

@@ -4,20 +4,20 @@
         [--resume [CKPT]] [--cfg-options key=value ...] [--launcher pytorch]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
-from gfnet_dense.runtime import (CPU_NOTE, install_checkpoint_loader,  # noqa: E402
-                                 check_data_paths, init_cpu_distributed, prepare_config)
+from gfnet_dense.runtime import (CPU_NOTE, check_data_paths,  # noqa: E402
+                                 init_cpu_distributed, install_checkpoint_loader,
+                                 parse_with_launcher_args, prepare_config)
 
 
 def parse_args(argv=None):
@@ -29,14 +29,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                         help='resume from CKPT, or from the latest checkpoint in the work '
                         'dir when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_with_launcher_args(parser, argv)
 
 
 def main(argv=None):
