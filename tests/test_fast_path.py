@@ -74,6 +74,19 @@ def test_bf16_autocast_training_step():
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in block.parameters())
 
 
+def test_bf16_autocast_inference_runs_and_stays_close():
+    model = GFNetH(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+                   pretrain_img_size=64).eval()
+    x = torch.randn(1, 3, 70, 45)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            mixed = model(x)
+    for a, b in zip(mixed, reference):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a.float(), b, atol=0.1, rtol=0.1)
+
+
 def test_tiled_transpose_equals_permute():
     x = torch.randn(2, 37, 41, 24)
     with torch.no_grad():

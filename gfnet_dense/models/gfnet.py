@@ -164,7 +164,8 @@ class GFBlock(nn.Module):
         return weight * self.gamma[:, None], bias * self.gamma
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled():
+        # the in-place inference path writes through out=, which autocast does not cast
+        if not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
             return self._forward_inference(x)
         h = self.norm2(self.filter(self.norm1(x)))
         weight, bias = self._fc2_params()
