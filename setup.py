@@ -15,6 +15,9 @@ INSTALL_REQUIRES = [
     'mmdet==3.3.0',
     'timm==1.0.31',
     'numpy>=2,<3',
+    # imported by mmseg.models but not declared by mmsegmentation 1.2.2
+    'ftfy==6.3.1',
+    'regex==2026.11.15',
 ]
 TESTS_REQUIRE = ['pytest==9.2.0', 'scikit-learn==1.9.1']
 
