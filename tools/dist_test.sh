@@ -1,19 +1,5 @@
 #!/usr/bin/env bash
 # Distributed evaluation: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT.
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT (see dist_run.sh).
 set -euo pipefail
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-HERE=$(cd "$(dirname "$0")" && pwd)
-PYTHON=${PYTHON:-$([ -x "$HERE/../.venv/bin/python" ] && echo "$HERE/../.venv/bin/python" || echo python)}
-
-PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$HERE/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+exec bash "$(dirname "$0")/dist_run.sh" "$3" test.py "$1" "$2" "${@:4}"
