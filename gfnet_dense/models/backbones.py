@@ -1,9 +1,10 @@
-"""GFNet / GFNet-H as OpenMMLab backbones (MMSegmentation, MMDetection).
+"""GFNet / GFNet-H / AFFNet as OpenMMLab backbones (MMSegmentation, MMDetection).
 
 Registered in MMEngine's root ``MODELS`` registry, so ``type='GFNetH'`` builds
-under ``default_scope='mmseg'`` and ``'mmdet'`` alike. The network itself is the
-one in ``gfnet.py``; these classes add one LayerNorm per output, NCHW outputs,
-freezing and checkpoint loading.
+under ``default_scope='mmseg'`` and ``'mmdet'`` alike. The networks themselves
+are the ones in ``gfnet.py`` / ``affnet.py`` (shared with the timm classifiers);
+these classes add output norms (GFNet), NCHW outputs, freezing and checkpoint
+loading.
 """
 import copy
 import warnings
@@ -15,8 +16,8 @@ from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .checkpoint import adapt_state_dict, load_into, read_checkpoint
 from .affnet import AFFNET_ARCHS, AFFNetTrunk
+from .checkpoint import adapt_state_dict, load_into, read_checkpoint
 from .gfnet import (GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet,
                     resolve_arch)
 
@@ -61,7 +62,7 @@ def _freeze(*modules) -> None:
 
 
 class _MMBackboneMixin:
-    """Freezing, ``norm_eval``, ``train()`` and ``init_cfg`` loading for both backbones."""
+    """Freezing, ``norm_eval``, ``train()`` and ``init_cfg`` loading for every backbone."""
 
     out_indices: Tuple[int, ...]
     frozen_stages: int
@@ -97,7 +98,7 @@ class _MMBackboneMixin:
         for module in self._unused_modules():
             module.eval()
         if mode and self.norm_eval:
-            # GFNet itself only has LayerNorm; this reaches BatchNorm a user adds.
+            # AFFNet's BatchNorms; GFNet has only LayerNorm (no running statistics)
             for m in self.modules():
                 if isinstance(m, _BatchNorm):
                     m.eval()
