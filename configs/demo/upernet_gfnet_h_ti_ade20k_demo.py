@@ -58,6 +58,6 @@ param_scheduler = [
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=2),
+    checkpoint=dict(interval=max_iters // 2, max_keep_ckpts=1),
     visualization=dict(draw=False))
 env_cfg = dict(cudnn_benchmark=False)
