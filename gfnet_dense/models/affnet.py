@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .gfnet import check_image_batch
+from .gfnet import check_image_batch, run_blocks
 from .global_filter import spectral_filter
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
@@ -131,21 +130,18 @@ class AFFStage(nn.Module):
     """Down-sample, AFF blocks, then fuse the global features with the stage input."""
 
     def __init__(self, in_ch: int, dim: int, depth: int, expand_ratio: float,
-                 drop_paths: Sequence[float]):
+                 drop_paths: Sequence[float], with_cp: bool = False):
         super().__init__()
         self.downsample = InvertedResidual(in_ch, dim, 2, expand_ratio)
         self.blocks = nn.ModuleList(AFFBlock(dim, p) for p in drop_paths[:depth])
         self.norm = LayerNorm2d(dim)
         self.proj = ConvBNAct(dim, dim, act=False)
         self.fusion = ConvBNAct(2 * dim, dim)
-        self.with_cp = False
+        self.with_cp = with_cp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
-        y = x
-        for block in self.blocks:
-            y = checkpoint(block, y, use_reentrant=False) \
-                if self.with_cp and torch.is_grad_enabled() else block(y)
+        y = run_blocks(self.blocks, x, self.with_cp)
         return self.fusion(torch.cat((x, self.proj(self.norm(y))), dim=1))
 
 
@@ -167,8 +163,7 @@ class AFFNetTrunk(nn.Module):
         rates = iter(torch.linspace(0, drop_path_rate, sum(AFF_DEPTHS)).tolist())
         for depth, width in zip(AFF_DEPTHS, widths[2:]):
             stages.append(AFFStage(in_ch, width, depth, expand_ratio,
-                                   [next(rates) for _ in range(depth)]))
-            stages[-1].with_cp = with_cp
+                                   [next(rates) for _ in range(depth)], with_cp))
             in_ch = width
         self.stages = nn.ModuleList(stages)
 

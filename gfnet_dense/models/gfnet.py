@@ -96,6 +96,17 @@ def check_image_batch(x: torch.Tensor, in_chans: int, name: str) -> None:
         raise ValueError(f'{name} got an empty batch of shape {tuple(x.shape)}')
 
 
+def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor, with_cp: bool) -> torch.Tensor:
+    """Apply ``blocks`` in turn, each under gradient checkpointing when ``with_cp`` and
+    autograd is on (``use_reentrant=False``)."""
+    for block in blocks:
+        if with_cp and torch.is_grad_enabled():
+            x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = block(x)
+    return x
+
+
 class Mlp(nn.Module):
     """``fc1 -> GELU -> fc2`` on the last dim."""
 
@@ -260,12 +271,7 @@ class _GFNetTrunk(nn.Module):
         return x + pos if torch.is_grad_enabled() else x.add_(pos)
 
     def run_blocks(self, blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-        for block in blocks:
-            if self.with_cp and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+        return run_blocks(blocks, x, self.with_cp)
 
     def no_weight_decay(self) -> set:
         return {'pos_embed'}
