@@ -3,7 +3,10 @@
 Convolutions and matrix products count one multiply-accumulate as one FLOP;
 every FFT over ``N`` points of ``C`` channels counts ``N * C * ceil(log2 N)``, as
 the GFNet authors add by hand (fvcore alone skips FFTs). LayerNorm counts
-``5 * numel`` as in fvcore; other element-wise ops are not counted.
+``5 * numel`` as in fvcore; other element-wise ops are not counted. Work on
+parameters alone that a model caches per input size in eval (GFNet's resized
+filters and position embedding) is not per-image work: the model runs once
+before counting, so it is excluded.
 """
 import math
 
@@ -47,6 +50,7 @@ def count_flops(model: torch.nn.Module, inputs: torch.Tensor) -> int:
     was_training = model.training
     model.eval()
     try:
+        model(inputs)  # fills the per-size eval caches
         with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
             model(inputs)
     finally:

@@ -5,9 +5,9 @@ import torch.nn.functional as F
 
 from gfnet_dense import GFNetH
 from gfnet_dense.models import gfnet
-from gfnet_dense.models.gfnet import GFBlock
-from gfnet_dense.models.global_filter import (GlobalFilter, resize_filter_frequency,
-                                              to_channels_first)
+from gfnet_dense.models.gfnet import GFBlock, resize_pos_embed
+from gfnet_dense.models.global_filter import (GlobalFilter, resize_filter,
+                                              resize_filter_frequency, to_channels_first)
 
 TOL = dict(atol=2e-5, rtol=1e-4)
 
@@ -32,18 +32,26 @@ def test_filter_forward_and_gradients_match_reference(size, mode):
 def test_block_matches_reference_in_training_and_inference(layer_scale, monkeypatch):
     block = GFBlock(8, (6, 6), layer_scale_init=layer_scale)
     x = torch.randn(2, 10, 9, 8, requires_grad=True)
-    fast, ref = block(x), block.forward_reference(x)
-    torch.testing.assert_close(fast, ref, **TOL)
-    g = torch.randn_like(fast)
+    ref = block.forward_reference(x)
+    g = torch.randn_like(ref)
     params = [x] + list(block.parameters())
-    for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(ref, params, g)):
-        torch.testing.assert_close(a, b, **TOL)
-    # inference: whole and in row chunks (forced small here)
-    with torch.no_grad():
-        torch.testing.assert_close(block.eval()(x), ref, **TOL)
-        monkeypatch.setattr(gfnet, '_MLP_WHOLE_MAX', 0)
-        monkeypatch.setattr(gfnet, '_MLP_CHUNK_ELEMENTS', 1)
-        torch.testing.assert_close(block(x), ref, **TOL)
+    grads_ref = torch.autograd.grad(ref, params, g)
+    # whole, then in row chunks (forced small here: 90 rows, chunks of 256 -> 1;
+    # the chunk floor is lowered too so that several chunks run)
+    for chunked in (False, True):
+        if chunked:
+            monkeypatch.setattr(gfnet, '_MLP_WHOLE_MAX', 0)
+            monkeypatch.setattr(gfnet, '_row_chunks', _small_chunks)
+        fast = block.train()(x)
+        torch.testing.assert_close(fast, ref, **TOL)
+        for a, b in zip(torch.autograd.grad(fast, params, g), grads_ref):
+            torch.testing.assert_close(a, b, **TOL)
+        with torch.no_grad():
+            torch.testing.assert_close(block.eval()(x), ref, **TOL)
+
+
+def _small_chunks(rows, hidden, chunked):
+    return [slice(i, i + 7) for i in range(0, rows, 7)] if chunked else [slice(0, rows)]
 
 
 def test_block_with_drop_path_trains():
@@ -100,3 +108,33 @@ def test_matrix_resize_equals_interpolate(mode):
     ref = F.interpolate(w.permute(2, 3, 0, 1).reshape(1, 12, 14, 8), size=(33, 17), mode=mode,
                         align_corners=True).reshape(6, 2, 33, 17).permute(2, 3, 0, 1)
     torch.testing.assert_close(resize_filter_frequency(w, (33, 32), mode), ref, **TOL)
+
+
+@pytest.mark.parametrize('mode', ['bicubic', 'bilinear', 'spatial'])
+def test_channels_first_resize_is_the_same_filter(mode):
+    w = torch.randn(14, 8, 6, 2)
+    standard = resize_filter(w, (20, 31), mode, (14, 14))
+    channels_first = resize_filter(w, (20, 31), mode, (14, 14), channels_first=True)
+    assert channels_first.is_contiguous() and channels_first.shape == (6, 20, 16, 2)
+    torch.testing.assert_close(channels_first, standard.permute(2, 0, 1, 3), **TOL)
+
+
+@pytest.mark.parametrize('dst', [(40, 23), (9, 13)])
+def test_pos_embed_resize_equals_bicubic_interpolate(dst):
+    pos = torch.randn(1, 14 * 12, 5, dtype=torch.float64)
+    ref = F.interpolate(pos.reshape(1, 14, 12, 5).permute(0, 3, 1, 2), size=dst, mode='bicubic',
+                        align_corners=False).permute(0, 2, 3, 1).reshape(1, -1, 5)
+    torch.testing.assert_close(resize_pos_embed(pos.float(), (14, 12), dst), ref.float(), **TOL)
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('trainable', ['input', 'filter'])
+def test_filter_gradients_when_only_one_side_is_trained(batch, trainable):
+    layer = GlobalFilter(4, (6, 6))
+    layer.complex_weight.requires_grad_(trainable == 'filter')
+    x = torch.randn(batch, 9, 10, 4, requires_grad=trainable == 'input')
+    target = x if trainable == 'input' else layer.complex_weight
+    g = torch.randn(batch, 9, 10, 4)
+    fast = torch.autograd.grad(layer(x), target, g)[0]
+    ref = torch.autograd.grad(layer.forward_reference(x), target, g)[0]
+    torch.testing.assert_close(fast, ref, **TOL)

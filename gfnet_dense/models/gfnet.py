@@ -20,7 +20,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .global_filter import GlobalFilter, memoize_in_eval, parameter_key
+from .global_filter import GlobalFilter, interpolate_grid, memoize_in_eval, parameter_key
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.
 GFNET_ARCHS: Dict[str, dict] = {
@@ -38,9 +38,10 @@ GFNET_H_ARCHS: Dict[str, dict] = {
               drop_path_rate=0.4, layer_scale_init=1e-6),
 }
 GFNET_H_PATCH_SIZES = (4, 2, 2, 2)
-# Without autograd, an MLP hidden layer larger than _MLP_WHOLE_MAX elements (32 MiB
-# fp32) is computed in cache-sized chunks of _MLP_CHUNK_ELEMENTS (2 MiB); both
-# measured best on a 2-core CPU across the four GFNet-H stages at 512-2048 pixels.
+# An MLP hidden layer larger than _MLP_WHOLE_MAX elements (32 MiB fp32) is computed
+# in cache-sized row chunks of _MLP_CHUNK_ELEMENTS (2 MiB) in inference and in CPU
+# float32 training; both measured best on a 2-core CPU across the four GFNet-H
+# stages at 512-2048 pixels.
 _MLP_WHOLE_MAX = 1 << 23
 _MLP_CHUNK_ELEMENTS = 1 << 19
 GFNET_PATCH_SIZE = 16
@@ -75,10 +76,9 @@ def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Sequence[int],
     """Bicubic resize of a ``(1, h*w, C)`` position embedding to ``(1, H*W, C)``."""
     if tuple(src_grid) == tuple(dst_grid):
         return pos_embed
-    channels = pos_embed.shape[-1]
-    grid = pos_embed.reshape(1, src_grid[0], src_grid[1], channels).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=tuple(dst_grid), mode='bicubic', align_corners=False)
-    return grid.permute(0, 2, 3, 1).reshape(1, -1, channels).to(pos_embed.dtype)
+    grid = pos_embed.float().reshape(src_grid[0], src_grid[1], -1)
+    out = interpolate_grid(grid, dst_grid, 'bicubic', align_corners=False)
+    return out.reshape(1, -1, pos_embed.shape[-1]).to(pos_embed.dtype)
 
 
 def check_image_batch(x: torch.Tensor, in_chans: int, name: str) -> None:
@@ -120,36 +120,68 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def _row_chunks(rows: int, hidden: int, chunked: bool) -> List[slice]:
+    """Row slices for an MLP whose hidden layer is ``rows x hidden``: one slice, or
+    cache-sized ones when ``chunked`` and the hidden layer is large."""
+    step = rows
+    if chunked and rows * hidden > _MLP_WHOLE_MAX:
+        step = max(256, _MLP_CHUNK_ELEMENTS // hidden)
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
 class _MlpFunction(torch.autograd.Function):
-    """``fc2(gelu(fc1(h)))`` that keeps only ``h`` and ``fc1(h)`` for backward.
+    """``fc2(gelu(fc1(h)))`` on ``(..., C)`` rows that keeps only ``h`` and ``fc1(h)``
+    for backward.
 
     The GELU output (``4C`` wide, the largest activation of a block) is
     recomputed in backward instead of stored: a third less activation memory
-    per block in training for one extra element-wise pass.
+    per block. On CPU in float32 the GELU, the second layer and all of backward
+    run in cache-sized row chunks, so no ``4C``-wide temporary is ever
+    allocated whole (a fresh large buffer costs more in page faults than the
+    element-wise work on it). Under autocast it computes in the autocast dtype.
     """
 
     @staticmethod
     def forward(ctx, h, w1, b1, w2, b2):
-        pre = F.linear(h, w1, b1)
-        out = F.linear(F.gelu(pre), w2, b2)
+        device = h.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+        w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
+        rows = h.reshape(-1, h.shape[-1])
+        with torch.autocast(device_type=device, enabled=False):
+            pre = torch.addmm(b1, rows.to(dtype), w1.t())
+            out = pre.new_empty(pre.shape[0], w2.shape[0])
+            chunked = device == 'cpu' and dtype == torch.float32
+            for part in _row_chunks(pre.shape[0], pre.shape[1], chunked):
+                torch.addmm(b2, F.gelu(pre[part]), w2.t(), out=out[part])
         ctx.save_for_backward(h, pre, w1, w2)
-        return out
+        ctx.chunked = chunked
+        return out.view(*h.shape[:-1], w2.shape[0])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         h, pre, w1, w2 = ctx.saved_tensors
-        dtype = pre.dtype  # the compute dtype of forward (bf16 / fp16 under autocast)
-        grad_out = grad_out.reshape(-1, grad_out.shape[-1]).to(dtype)
-        pre = pre.reshape(-1, pre.shape[-1])
-        need = ctx.needs_input_grad
-        grad_w2 = grad_out.t() @ F.gelu(pre) if need[3] else None
-        grad_b2 = grad_out.sum(0) if need[4] else None
-        grad_pre = torch.ops.aten.gelu_backward(grad_out @ w2.to(dtype), pre)
-        grad_w1 = grad_pre.t() @ h.reshape(-1, h.shape[-1]).to(dtype) if need[1] else None
-        grad_b1 = grad_pre.sum(0) if need[2] else None
-        grad_h = (grad_pre @ w1.to(dtype)).view(h.shape) if need[0] else None
-        return grad_h, grad_w1, grad_b1, grad_w2, grad_b2
+        need_h, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
+        grad_out = grad_out.reshape(-1, grad_out.shape[-1]).to(pre.dtype)
+        rows = h.reshape(-1, h.shape[-1])
+        grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
+        grad_b1 = pre.new_zeros(pre.shape[1])
+        grad_h = pre.new_empty(rows.shape)
+        for part in _row_chunks(pre.shape[0], pre.shape[1], ctx.chunked):
+            grad, hidden = grad_out[part], F.gelu(pre[part])
+            if need_w2:
+                grad_w2.addmm_(grad.t(), hidden)
+            grad_pre = torch.mm(grad, w2, out=hidden)  # reuses the GELU buffer
+            torch.ops.aten.gelu_backward.grad_input(grad_pre, pre[part], grad_input=grad_pre)
+            if need_b1:
+                grad_b1 += grad_pre.sum(0)
+            if need_w1:
+                grad_w1.addmm_(grad_pre.t(), rows[part].to(pre.dtype))
+            if need_h:
+                torch.mm(grad_pre, w1, out=grad_h[part])
+        return (grad_h.view(h.shape).to(h.dtype) if need_h else None,
+                grad_w1 if need_w1 else None, grad_b1 if need_b1 else None,
+                grad_w2 if need_w2 else None, grad_out.sum(0) if need_b2 else None)
 
 
 class GFBlock(nn.Module):
@@ -197,14 +229,11 @@ class GFBlock(nn.Module):
         rows_out, rows_in = out.view(-1, channels), x.reshape(-1, channels)
         fc1, norm2 = self.mlp.fc1, self.norm2
         weight, bias = self._fc2_params()
-        rows = rows_out.shape[0]
-        step = rows if rows * fc1.out_features <= _MLP_WHOLE_MAX else \
-            max(256, _MLP_CHUNK_ELEMENTS // fc1.out_features)
-        for start in range(0, rows, step):
-            chunk = rows_out[start:start + step]
+        for part in _row_chunks(rows_out.shape[0], fc1.out_features, chunked=True):
+            chunk = rows_out[part]
             h = F.layer_norm(chunk, (channels,), norm2.weight, norm2.bias, norm2.eps)
             hidden = torch.ops.aten.gelu_(torch.addmm(fc1.bias, h, fc1.weight.t()))
-            torch.addmm(rows_in[start:start + step], hidden, weight.t(), out=chunk)
+            torch.addmm(rows_in[part], hidden, weight.t(), out=chunk)
             chunk.add_(bias)
         return out
 

@@ -45,30 +45,45 @@ def infer_grid_size(filter_shape: Sequence[int]) -> Tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=256)
-def _interpolation_matrix(src: int, dst: int, mode: str, device: torch.device) -> torch.Tensor:
-    """``(dst, src)`` matrix of 1-D ``mode`` interpolation with ``align_corners=True``.
+def _interpolation_matrix(src: int, dst: int, mode: str, align_corners: bool,
+                          device: torch.device) -> torch.Tensor:
+    """``(dst, src)`` matrix of 1-D ``mode`` interpolation (``F.interpolate`` semantics).
 
     torch's bicubic / bilinear 2-D interpolation is separable, so resizing a grid
     is ``A_h @ grid @ A_w.T``: the columns of ``A`` are the interpolated unit vectors.
     """
     eye = torch.eye(src, dtype=torch.float64).reshape(1, src, src, 1)
-    out = F.interpolate(eye, size=(dst, 1), mode=mode, align_corners=True)
+    out = F.interpolate(eye, size=(dst, 1), mode=mode, align_corners=align_corners)
     return out[0, :, :, 0].t().contiguous().float().to(device)
 
 
+def interpolate_grid(grid: torch.Tensor, size: Sequence[int], mode: str = 'bicubic',
+                     align_corners: bool = False) -> torch.Tensor:
+    """``F.interpolate`` of a ``(..., h, w, K)`` grid to ``(..., H, W, K)``, as matrix products.
+
+    Equal to interpolating the ``K`` planes (no antialiasing) but its backward is
+    two small matrix products, where interpolation's own backward is a slow
+    scatter on CPU. The last product writes the output layout directly.
+    """
+    h, w, k = grid.shape[-3:]
+    rows = _interpolation_matrix(h, size[0], mode, align_corners, grid.device).to(grid.dtype)
+    cols = _interpolation_matrix(w, size[1], mode, align_corners, grid.device).to(grid.dtype)
+    narrow = torch.matmul(grid.transpose(-1, -2), cols.t()).transpose(-1, -2)  # (..., h, W, K)
+    out = torch.matmul(rows, narrow.flatten(-2))  # (..., H, W*K)
+    return out.unflatten(-1, (size[1], k))
+
+
 def resize_filter_frequency(weight: torch.Tensor, size: Sequence[int],
-                            mode: str = 'bicubic') -> torch.Tensor:
+                            mode: str = 'bicubic', channels_first: bool = False) -> torch.Tensor:
     """Interpolate a real-view filter ``(h, wf, C, 2)`` to the rfft grid of ``size``.
 
-    Equal to ``F.interpolate`` of the filter viewed as ``2C`` planes, computed as
-    two small matrix products, which is much faster than interpolation's
-    backward on CPU.
+    Equal to ``F.interpolate(..., align_corners=True)`` of the filter viewed as
+    ``2C`` planes (the public fine-tuning recipe). Returns ``(H, W//2+1, C, 2)``,
+    or with ``channels_first`` a contiguous ``(C, H, W//2+1, 2)``.
     """
-    h, wf = weight.shape[:2]
-    out_h, out_wf = rfft_size(size)
-    rows = _interpolation_matrix(h, out_h, mode, weight.device).to(weight.dtype)
-    cols = _interpolation_matrix(wf, out_wf, mode, weight.device).to(weight.dtype)
-    return torch.einsum('Hh,hwcr,Ww->HWcr', rows, weight, cols)
+    planes = weight.permute(2, 0, 1, 3) if channels_first else weight.flatten(2)
+    out = interpolate_grid(planes, rfft_size(size), mode, align_corners=True)
+    return out if channels_first else out.unflatten(-1, weight.shape[2:])
 
 
 def _resize_circular(kernel: torch.Tensor, new_len: int, dim: int) -> torch.Tensor:
@@ -104,12 +119,14 @@ def resize_filter_spatial(weight: torch.Tensor, size: Sequence[int],
 
 
 def resize_filter(weight: torch.Tensor, size: Sequence[int], mode: str,
-                  source_size: Sequence[int] = None) -> torch.Tensor:
-    """Resize a real-view filter ``(h, wf, C, 2)`` to ``(H, W//2+1, C, 2)`` for grid ``size``."""
+                  source_size: Sequence[int] = None, channels_first: bool = False) -> torch.Tensor:
+    """Resize a real-view filter ``(h, wf, C, 2)`` to ``(H, W//2+1, C, 2)`` for grid
+    ``size``, or to a contiguous ``(C, H, W//2+1, 2)`` with ``channels_first``."""
     check_resize_mode(mode)
-    if mode == 'spatial':
-        return resize_filter_spatial(weight, size, source_size or infer_grid_size(weight.shape))
-    return resize_filter_frequency(weight, size, mode)
+    if mode != 'spatial':
+        return resize_filter_frequency(weight, size, mode, channels_first)
+    out = resize_filter_spatial(weight, size, source_size or infer_grid_size(weight.shape))
+    return out.permute(2, 0, 1, 3).contiguous() if channels_first else out
 
 
 def memoize_in_eval(module: nn.Module, key: Hashable,
@@ -140,13 +157,18 @@ def parameter_key(param: torch.Tensor) -> tuple:
 _TRANSPOSE_TILE = 1 << 19  # elements per transposed tile (2 MiB fp32: stays in cache)
 
 
+def _tiled_transpose_ok(x: torch.Tensor) -> bool:
+    return (x.device.type == 'cpu' and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling())
+
+
 def to_channels_first(x: torch.Tensor) -> torch.Tensor:
     """``(B, H, W, C)`` -> contiguous ``(B, C, H, W)``.
 
-    Without autograd the transpose runs in cache-sized tiles of rows, which on
-    CPU is several times faster than one strided copy of a large grid.
+    Without autograd on CPU the transpose runs in cache-sized tiles of rows,
+    several times faster than one strided copy of a large grid.
     """
-    if torch.is_grad_enabled() or x.device.type != 'cpu':
+    if not _tiled_transpose_ok(x):
         return x.permute(0, 3, 1, 2).contiguous()
     batch, height, width, channels = x.shape
     rows = x.reshape(batch, height * width, channels)
@@ -158,28 +180,73 @@ def to_channels_first(x: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
+def to_channels_last(planes: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, H, W, C)`` with channels-last (contiguous) memory."""
+    return planes.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+
+
 def spectral_filter(planes: torch.Tensor,
-                    multiplier: Callable[[torch.Tensor], torch.Tensor],
-                    reuse_input: bool = False) -> torch.Tensor:
+                    multiplier: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``irfft2(rfft2(x) * multiplier(rfft2(x)))`` over the last two dims, in float32.
 
-    The frequency-domain core shared by GFNet's static and AFFNet's dynamic
-    filters. ``planes`` is channels-first ``(B, C, H, W)`` so both FFTs run over
-    contiguous planes; they run in float32 also under autocast (cuFFT has no
-    general half-precision path) and the float32 result is returned. Without
-    autograd the product happens in place and, with ``reuse_input``, the inverse
-    transform writes into the float32 input (large fresh buffers cost page faults).
+    The frequency-domain core of AFFNet's dynamic filter (GFNet's static filter
+    has its own backward, ``_GlobalFilterFunction``). ``planes`` is channels-first
+    ``(B, C, H, W)`` so both FFTs run over contiguous planes; they run in float32
+    also under autocast (cuFFT has no general half-precision path) and the
+    float32 result is returned. Without autograd the product happens in place.
     """
     height, width = planes.shape[-2:]
     with torch.autocast(device_type=planes.device.type, enabled=False):
-        planes = planes.float()
-        spectrum = torch.fft.rfft2(planes, norm='ortho')
+        spectrum = torch.fft.rfft2(planes.float(), norm='ortho')
         mask = multiplier(spectrum)
-        if torch.is_grad_enabled():
-            return torch.fft.irfft2(spectrum * mask, s=(height, width), norm='ortho')
-        spectrum.mul_(mask)
-        out = planes if reuse_input else None
-        return torch.fft.irfft2(spectrum, s=(height, width), norm='ortho', out=out)
+        spectrum = spectrum * mask if torch.is_grad_enabled() else spectrum.mul_(mask)
+        return torch.fft.irfft2(spectrum, s=(height, width), norm='ortho')
+
+
+class _GlobalFilterFunction(torch.autograd.Function):
+    """``irfft2(rfft2(x) * filter)`` on a channels-last grid, with a hand-written backward.
+
+    ``x`` is ``(B, H, W, C)``, ``filter`` a complex ``(C, H, W//2+1)``. The layer
+    is a circular convolution with a real kernel, so its input gradient is the
+    same layer with the conjugate filter, ``irfft2(rfft2(g) * conj(filter))``:
+    one real FFT pair in backward where autograd's generic path transforms the
+    full (two-sided) spectrum and pads, copies and conjugates along the way.
+    Only the (conjugated) input spectrum is kept for backward, as autograd would.
+    """
+
+    @staticmethod
+    def forward(ctx, x, filt):
+        size = (x.shape[1], x.shape[2])
+        planes = to_channels_first(x.float())
+        spectrum = torch.fft.rfft2(planes, norm='ortho')
+        # the filter's gradient needs conj(spectrum): kept conjugated, so that
+        # backward multiplies without materialising a conjugate view
+        conj_spectrum = spectrum.conj_physical() if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(conj_spectrum, filt)
+        ctx.size, ctx.dtype = size, x.dtype
+        planes = torch.fft.irfft2(spectrum.mul_(filt), s=size, norm='ortho')
+        return to_channels_last(planes).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        conj_spectrum, filt = ctx.saved_tensors
+        planes = to_channels_first(grad_out.float())
+        grad_spectrum = torch.fft.rfft2(planes, norm='ortho')
+        grad_filt = None
+        if ctx.needs_input_grad[1]:
+            grad_filt = grad_spectrum * conj_spectrum
+            grad_filt = grad_filt.sum(0) if grad_filt.shape[0] > 1 else grad_filt[0]
+            # irfft2's adjoint counts every column that has a mirror twice
+            mirrored = ctx.size[1] - grad_filt.shape[-1]
+            if mirrored > 0:
+                grad_filt[..., 1:1 + mirrored].mul_(2)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_spectrum.mul_(filt.conj())
+            planes = torch.fft.irfft2(grad_spectrum, s=ctx.size, norm='ortho')
+            grad_x = to_channels_last(planes).to(ctx.dtype)
+        return grad_x, grad_filt
 
 
 class GlobalFilter(nn.Module):
@@ -205,35 +272,30 @@ class GlobalFilter(nn.Module):
         return (f'dim={self.complex_weight.shape[2]}, grid_size={self.grid_size}, '
                 f'resize_mode={self.resize_mode!r}')
 
-    def filter_for(self, size: Tuple[int, int]) -> torch.Tensor:
-        """Complex filter ``(H, W//2+1, C)`` for a token grid of ``size``."""
+    def filter_for(self, size: Tuple[int, int], channels_first: bool = False) -> torch.Tensor:
+        """Complex filter ``(H, W//2+1, C)`` for a token grid of ``size``, or a
+        contiguous ``(C, H, W//2+1)`` with ``channels_first`` (memoised in eval)."""
         weight = self.complex_weight.float()
         if tuple(size) == self.grid_size:
-            return torch.view_as_complex(weight)
-        key = (tuple(size), self.resize_mode, parameter_key(self.complex_weight))
-        resized = memoize_in_eval(self, key, lambda: resize_filter(
-            weight, size, self.resize_mode, self.grid_size).contiguous())
+            resized = weight.permute(2, 0, 1, 3).contiguous() if channels_first else weight
+        else:
+            key = (tuple(size), channels_first, self.resize_mode,
+                   parameter_key(self.complex_weight))
+            resized = memoize_in_eval(self, key, lambda: resize_filter(
+                weight, size, self.resize_mode, self.grid_size, channels_first).contiguous())
         return torch.view_as_complex(resized)
-
-    def channels_first_filter(self, size: Tuple[int, int]) -> torch.Tensor:
-        """The filter for ``size`` as a contiguous ``(C, H, W//2+1)`` complex tensor."""
-        key = ('cf', tuple(size), self.resize_mode, parameter_key(self.complex_weight))
-        return memoize_in_eval(self, key,
-                               lambda: self.filter_for(size).permute(2, 0, 1).contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path: the FFTs run over contiguous ``(H, W)`` planes.
 
         The transforms want the spatial dims innermost, the block wants channels
-        innermost, so the layer transposes once in (tiled) and once out (torch's
-        fast channels-last conversion) and multiplies in the planes' layout.
+        innermost, so the layer transposes once in (tiled on CPU) and once out
+        (torch's fast channels-last conversion) and multiplies in the planes'
+        layout, in float32 also under autocast; see ``_GlobalFilterFunction``.
         """
-        size = (x.shape[1], x.shape[2])
-        planes = to_channels_first(x.float())
-        planes = spectral_filter(planes, lambda spectrum: self.channels_first_filter(size),
-                                 reuse_input=planes.data_ptr() != x.data_ptr())
-        return planes.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1) \
-            .to(x.dtype)
+        filt = self.filter_for((x.shape[1], x.shape[2]), channels_first=True)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return _GlobalFilterFunction.apply(x, filt)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The plain formulation (the public code's), kept to check ``forward`` against."""
