@@ -28,8 +28,12 @@ def test_filter_forward_and_gradients_match_reference(size, mode):
         torch.testing.assert_close(layer.eval()(x), ref, **TOL)
 
 
+@pytest.mark.parametrize('fused_linear_gelu', [True, False])
 @pytest.mark.parametrize('layer_scale', [None, 0.3])
-def test_block_matches_reference_in_training_and_inference(layer_scale, monkeypatch):
+def test_block_matches_reference_in_training_and_inference(layer_scale, fused_linear_gelu,
+                                                           monkeypatch):
+    monkeypatch.setattr(gfnet, '_FUSED_LINEAR_GELU',
+                        fused_linear_gelu and gfnet._FUSED_LINEAR_GELU)
     block = GFBlock(8, (6, 6), layer_scale_init=layer_scale)
     x = torch.randn(2, 10, 9, 8, requires_grad=True)
     ref = block.forward_reference(x)

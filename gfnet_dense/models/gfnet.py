@@ -120,6 +120,19 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+# oneDNN's linear with a fused exact-GELU epilogue (the kernel torch.compile uses on
+# CPU): one pass less over the hidden layer than addmm + gelu, same values.
+_FUSED_LINEAR_GELU = torch.backends.mkldnn.is_available() and \
+    hasattr(torch.ops.mkldnn, '_linear_pointwise')
+
+
+def _linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``gelu(x @ weight.T + bias)`` for 2-D ``x``, without autograd."""
+    if _FUSED_LINEAR_GELU and x.device.type == 'cpu' and x.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [], 'none')
+    return torch.ops.aten.gelu_(torch.addmm(bias, x, weight.t()))
+
+
 def _row_chunks(rows: int, hidden: int, chunked: bool) -> List[slice]:
     """Row slices for an MLP whose hidden layer is ``rows x hidden``: one slice, or
     cache-sized ones when ``chunked`` and the hidden layer is large."""
@@ -232,7 +245,7 @@ class GFBlock(nn.Module):
         for part in _row_chunks(rows_out.shape[0], fc1.out_features, chunked=True):
             chunk = rows_out[part]
             h = F.layer_norm(chunk, (channels,), norm2.weight, norm2.bias, norm2.eps)
-            hidden = torch.ops.aten.gelu_(torch.addmm(fc1.bias, h, fc1.weight.t()))
+            hidden = _linear_gelu(h, fc1.weight, fc1.bias)
             torch.addmm(rows_in[part], hidden, weight.t(), out=chunk)
             chunk.add_(bias)
         return out
