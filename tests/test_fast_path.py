@@ -142,3 +142,37 @@ def test_filter_gradients_when_only_one_side_is_trained(batch, trainable):
     fast = torch.autograd.grad(layer(x), target, g)[0]
     ref = torch.autograd.grad(layer.forward_reference(x), target, g)[0]
     torch.testing.assert_close(fast, ref, **TOL)
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_block_compiles_without_graph_breaks(training):
+    import torch._dynamo as dynamo
+    torch.manual_seed(0)
+    block = GFBlock(16, (8, 8), layer_scale_init=0.1).train(training)
+    x = torch.randn(2, 10, 9, 16, requires_grad=training)
+    with torch.set_grad_enabled(training):
+        explained = dynamo.explain(block)(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), \
+            [b.reason for b in explained.break_reasons]
+        dynamo.reset()
+        compiled = torch.compile(block, backend='aot_eager', fullgraph=True)
+        out, ref = compiled(x), block(x)
+    torch.testing.assert_close(out, ref, **TOL)
+    if training:
+        params = [x] + list(block.parameters())
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g)):
+            torch.testing.assert_close(a, b, **TOL)
+
+
+def test_backbone_is_one_graph_for_torch_compile():
+    import torch._dynamo as dynamo
+    model = GFNetH(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1],
+                             layer_scale_init=0.1), pretrain_img_size=64)
+    x = torch.randn(2, 3, 75, 50)
+    for training in (True, False):
+        with torch.set_grad_enabled(training):
+            explained = dynamo.explain(model.train(training))(x)
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), \
+            [b.reason for b in explained.break_reasons]
+        dynamo.reset()

@@ -203,6 +203,13 @@ def spectral_filter(planes: torch.Tensor,
         return torch.fft.irfft2(spectrum, s=(height, width), norm='ortho')
 
 
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # not ``t.to(dtype)``: when that is a no-op it returns ``t`` itself, and an
+    # autograd.Function output aliased that way loses its gradient under
+    # torch.compile (torch 2.11)
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 class _GlobalFilterFunction(torch.autograd.Function):
     """``irfft2(rfft2(x) * filter)`` on a channels-last grid, with a hand-written backward.
 
@@ -225,7 +232,7 @@ class _GlobalFilterFunction(torch.autograd.Function):
         ctx.save_for_backward(conj_spectrum, filt)
         ctx.size, ctx.dtype = size, x.dtype
         planes = torch.fft.irfft2(spectrum.mul_(filt), s=size, norm='ortho')
-        return to_channels_last(planes).to(x.dtype)
+        return _cast(to_channels_last(planes), x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -245,7 +252,7 @@ class _GlobalFilterFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_spectrum.mul_(filt.conj())
             planes = torch.fft.irfft2(grad_spectrum, s=ctx.size, norm='ortho')
-            grad_x = to_channels_last(planes).to(ctx.dtype)
+            grad_x = _cast(to_channels_last(planes), ctx.dtype)
         return grad_x, grad_filt
 
 
