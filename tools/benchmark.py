@@ -1,13 +1,23 @@
-"""Side-by-side backbone benchmark: GFNet-H (ours) against ResNet-50, Swin-T and ConvNeXt-T.
+"""Side-by-side benchmark: GFNet-H (ours) against ResNet-50, Swin-T and ConvNeXt-T.
 
-For every model and input size: parameters, FLOPs (FFTs counted as in the GFNet
-paper), forward latency (eval, no autograd), forward+backward latency (train
-mode, sum of the outputs as loss) and peak memory; median and spread over
-repeats after warm-up. Writes a Markdown table and a log-log PNG plot.
+Three modes, each measurement in a fresh process, median and spread over
+repeats after warm-up, written as Markdown, JSON (and a log-log PNG plot):
+
+- ``backbone`` (default): parameters, FLOPs (FFTs counted as in the GFNet paper),
+  forward latency (eval, no autograd), forward+backward latency (train mode, sum
+  of the outputs as loss) and peak memory.
+- ``segmentor``: one UperNet training iteration (data preprocessing, loss,
+  backward, AdamW step) with the ADE20K configs, ``--amp`` for bf16 AMP.
+- ``filter``: the global filter layer of each GFNet-H-S stage alone, with its
+  achieved memory bandwidth (input + filter + output bytes over the time) as a
+  fraction of the device's measured copy bandwidth and, on known GPUs, of the
+  nominal peak.
 
     python tools/benchmark.py --quick                      # a few minutes on 2 CPU cores
     python tools/benchmark.py --sizes 512x512 1024x1024 2048x1024 --threads 2
     python tools/benchmark.py --device cuda --amp --sizes 512x512 1024x1024
+    python tools/benchmark.py --mode segmentor --device cuda --amp --batch 2 --sizes 512x512
+    python tools/benchmark.py --mode filter --device cuda --amp --sizes 512x512 1024x1024
 """
 import argparse
 import json
@@ -52,6 +62,19 @@ LABELS = {'gfnet_h_ti': 'GFNet-H-Ti (ours)', 'gfnet_h_s': 'GFNet-H-S (ours)',
           'swin_t': 'Swin-T (mmseg)', 'convnext_t': 'ConvNeXt-T (timm)'}
 DEFAULT_MODELS = [m for m in LABELS if m != 'affnet_s']  # AFFNet: --models affnet_s
 MODEL_CHOICES = list(LABELS)
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# UperNet on ADE20K: our configs and mmseg's own for the peers (ConvNeXt's needs mmpretrain)
+SEGMENTOR_CONFIGS = {
+    'gfnet_h_ti': 'configs/upernet_gfnet_h_ti_ade20k.py',
+    'gfnet_h_s': 'configs/upernet_gfnet_h_s_ade20k.py',
+    'gfnet_h_b': 'configs/upernet_gfnet_h_b_ade20k.py',
+    'affnet_s': 'configs/upernet_affnet_s_ade20k.py',
+    'resnet50': 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+    'swin_t': 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+}
+# nominal DRAM bandwidth (bytes/s) of GPUs this project is measured on, by name
+NOMINAL_BANDWIDTH = {'H100 80GB HBM3': 3.35e12, 'H100 PCIe': 2.0e12, 'H100 NVL': 3.9e12,
+                     'H200': 4.8e12, 'A100-SXM4-80GB': 2.04e12, 'A100-SXM4-40GB': 1.555e12}
 
 
 class PeakMemory:
@@ -106,7 +129,7 @@ def timed(fn, device, warmup: int, repeats: int):
 def measure(name, size, args, device):
     torch.manual_seed(0)
     model = build(name).to(device)
-    x = torch.randn(1, 3, *size, device=device)
+    x = torch.randn(args.batch, 3, *size, device=device)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.amp else \
         (lambda: torch.autocast(device.type, enabled=False))
     row = dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
@@ -137,21 +160,136 @@ def measure(name, size, args, device):
     return row
 
 
-def markdown(rows, args, device) -> str:
+def _config_path(name: str) -> str:
+    path = SEGMENTOR_CONFIGS[name]
+    if path.startswith('mmseg::'):
+        import mmseg
+        return osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', path[len('mmseg::'):])
+    return osp.join(ROOT, path)
+
+
+def measure_segmentor(name, size, args, device):
+    """One UperNet training iteration (``train_step``) on a random ADE20K-like batch."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    from gfnet_dense.runtime import use_cpu_fallbacks
+    cfg = Config.fromfile(_config_path(name))
+    use_cpu_fallbacks(cfg)  # SyncBN -> BN: a single process
+    cfg.model.backbone.init_cfg, cfg.model.pretrained = None, None
+    cfg.model.data_preprocessor.size = size
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).to(device).train()
+    wrapper = dict(cfg.optim_wrapper)
+    if args.amp:
+        wrapper.update(type='AmpOptimWrapper', dtype='bfloat16')
+    optim_wrapper = build_optim_wrapper(model, wrapper)
+    inputs, samples = [], []
+    for _ in range(args.batch):
+        inputs.append(torch.randint(0, 256, (3, *size), dtype=torch.uint8))
+        sample = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, 150, (1, *size))))
+        sample.set_metainfo(dict(img_shape=size, pad_shape=size, ori_shape=size))
+        samples.append(sample)
+    batch = dict(inputs=inputs, data_samples=samples)
+    row = dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
+               params_m=sum(p.numel() for p in model.parameters()) / 1e6)
+    with PeakMemory(device) as mem:
+        times = timed(lambda: model.train_step(batch, optim_wrapper), device,
+                      args.warmup, args.repeats)
+    row.update(iter_ms=1e3 * statistics.median(times), iter_spread_ms=1e3 * (max(times) - min(times)),
+               iter_mem_mb=mem.peak / 2**20)
+    return row
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Bytes per second of a large device-to-device copy (read + write)."""
+    numel = (1 << 28) if device.type == 'cuda' else (1 << 26)  # 1 GiB / 256 MiB fp32
+    src = torch.ones(numel, device=device)
+    dst = torch.empty_like(src)
+    times = timed(lambda: dst.copy_(src), device, warmup=2, repeats=5)
+    return 2 * src.numel() * src.element_size() / min(times)
+
+
+def measure_filter(name, size, args, device):
+    """The global filter layer of every stage of ``name`` alone, forward without autograd."""
+    from gfnet_dense import GFNetH
+    from gfnet_dense.models.gfnet import GFNET_H_PATCH_SIZES, grid_after
+    backbone = GFNetH(arch=name[len('gfnet_h_'):]).to(device).eval()
+    dtype = torch.bfloat16 if args.amp else torch.float32
+    rows, grid = [], size
+    for stage, (blocks, patch) in enumerate(zip(backbone.blocks, GFNET_H_PATCH_SIZES)):
+        grid = grid_after(grid, patch)
+        layer = blocks[0].filter
+        channels = layer.complex_weight.shape[2]
+        x = torch.randn(args.batch, *grid, channels, device=device, dtype=dtype)
+        with torch.no_grad():
+            times = timed(lambda: layer(x), device, max(args.warmup, 1), args.repeats)
+            filt = layer.filter_for(grid, channels_first=True)
+        moved = 2 * x.numel() * x.element_size() + filt.numel() * filt.element_size()
+        seconds = statistics.median(times)
+        rows.append(dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
+                         stage=stage + 1, channels=channels, grid=f'{grid[0]}x{grid[1]}',
+                         filter_ms=1e3 * seconds, filter_spread_ms=1e3 * (max(times) - min(times)),
+                         bandwidth_gbs=moved / seconds / 1e9))
+    return rows
+
+
+def _backbone_lines(rows):
     header = ('| model | input | params (M) | GFLOPs | forward ms (spread) | fwd peak MiB | '
-              'fwd+bwd ms (spread) | fwd+bwd peak MiB |\n|---|---|---|---|---|---|---|---|\n')
-    lines = []
+              'fwd+bwd ms (spread) | fwd+bwd peak MiB |\n|---|---|---|---|---|---|---|---|')
+    lines = [header]
     for r in rows:
         both = (f"{r['fwdbwd_ms']:.0f} ({r['fwdbwd_spread_ms']:.0f}) | {r['fwdbwd_mem_mb']:.0f}"
                 if 'fwdbwd_ms' in r else '- | -')
         lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['params_m']:.1f} | "
                      f"{r['gflops']:.1f} | {r['fwd_ms']:.0f} ({r['fwd_spread_ms']:.0f}) | "
                      f"{r['fwd_mem_mb']:.0f} | {both} |")
+    return lines
+
+
+def _segmentor_lines(rows):
+    lines = ['| UperNet + backbone | input | params (M) | train iteration ms (spread) | peak MiB |',
+             '|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['params_m']:.1f} | "
+                     f"{r['iter_ms']:.0f} ({r['iter_spread_ms']:.0f}) | {r['iter_mem_mb']:.0f} |")
+    return lines
+
+
+def _filter_lines(rows, copy_gbs, nominal_gbs):
+    cols = '| model | input | stage | C | grid | forward ms (spread) | GB/s | of copy |'
+    cols += ' of nominal |' if nominal_gbs else ''
+    lines = [cols, '|---' * (cols.count('|') - 1) + '|']
+    for r in rows:
+        line = (f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['stage']} | "
+                f"{r['channels']} | {r['grid']} | {r['filter_ms']:.2f} ({r['filter_spread_ms']:.2f}) | "
+                f"{r['bandwidth_gbs']:.1f} | {r['bandwidth_gbs'] / copy_gbs:.0%} |")
+        lines.append(line + (f" {r['bandwidth_gbs'] / nominal_gbs:.0%} |" if nominal_gbs else ''))
+    return lines
+
+
+def markdown(rows, args, device, copy_gbs=None, nominal_gbs=None) -> str:
+    if args.mode == 'segmentor':
+        lines = _segmentor_lines(rows)
+    elif args.mode == 'filter':
+        lines = _filter_lines(rows, copy_gbs, nominal_gbs)
+    else:
+        lines = _backbone_lines(rows)
     machine = (f'{device.type}: ' + (torch.cuda.get_device_name() if device.type == 'cuda' else
                f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'))
-    return (f'Machine: {machine}; torch {torch.__version__}; batch 1; '
+    notes = ''
+    if args.mode == 'filter':
+        notes = (f' Bandwidth = (input + output + filter bytes) / time; device copy bandwidth '
+                 f'{copy_gbs:.0f} GB/s' + (f', nominal {nominal_gbs:.0f} GB/s' if nominal_gbs else '')
+                 + '.')
+    return (f'Machine: {machine}; torch {torch.__version__}; batch {args.batch}; '
             f"{'bf16 autocast' if args.amp else 'fp32'}; warm-up {args.warmup}, "
-            f'median of {args.repeats}, spread = max - min.\n\n' + header + '\n'.join(lines) + '\n')
+            f'median of {args.repeats}, spread = max - min.{notes}\n\n' + '\n'.join(lines) + '\n')
 
 
 def plot(rows, path: str) -> None:
@@ -159,7 +297,8 @@ def plot(rows, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     panels = [('fwd_ms', 'forward latency (ms)'), ('fwdbwd_ms', 'forward+backward latency (ms)'),
-              ('fwdbwd_mem_mb', 'forward+backward peak memory (MiB)')]
+              ('fwdbwd_mem_mb', 'forward+backward peak memory (MiB)'),
+              ('iter_ms', 'UperNet training iteration (ms)'), ('iter_mem_mb', 'peak memory (MiB)')]
     panels = [p for p in panels if any(p[0] in r for r in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (key, title) in zip(list(axes) if len(panels) > 1 else [axes], panels):
@@ -197,47 +336,79 @@ def parse_size(text: str):
     return int(h), int(w or h)
 
 
+MEASURE = {'backbone': measure, 'segmentor': measure_segmentor, 'filter': measure_filter}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS, choices=MODEL_CHOICES)
+    parser.add_argument('--mode', default='backbone', choices=list(MEASURE),
+                        help='backbone: whole backbones; segmentor: UperNet training '
+                             'iterations; filter: the global filter layer and its bandwidth')
+    parser.add_argument('--models', nargs='+', choices=MODEL_CHOICES,
+                        help='default: all backbones (backbone), GFNet-H-S and Swin-T '
+                             '(segmentor), GFNet-H-S (filter)')
     parser.add_argument('--sizes', nargs='+', default=['512x512', '1024x1024', '2048x1024'],
                         help='HxW list')
+    parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--amp', action='store_true', help='bf16 autocast')
+    parser.add_argument('--amp', action='store_true', help='bf16 autocast / AMP')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--no-backward', action='store_true')
     parser.add_argument('--quick', action='store_true',
-                        help='GFNet-H-S and the peers at 512x512 and 1024x1024, 1 repeat')
+                        help='GFNet-H-S and the peers at 512x512 and 1024x1024, 2 repeats')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--single', nargs=2, metavar=('MODEL', 'SIZE'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.models = ['gfnet_h_s', 'swin_t', 'convnext_t']
         args.sizes, args.warmup, args.repeats = ['512x512', '1024x1024'], 1, 2
+    if not args.models:
+        backbones = ['gfnet_h_s', 'swin_t', 'convnext_t'] if args.quick else DEFAULT_MODELS
+        args.models = {'backbone': backbones, 'segmentor': ['gfnet_h_s', 'swin_t'],
+                       'filter': ['gfnet_h_s']}[args.mode]
+    supported = {'segmentor': SEGMENTOR_CONFIGS, 'filter': [m for m in LABELS if 'gfnet_h' in m]}
+    unsupported = [m for m in args.models if m not in supported.get(args.mode, args.models)]
+    if unsupported:
+        parser.error(f'--mode {args.mode} cannot measure {unsupported}; '
+                     f'choose from {list(supported[args.mode])}')
+    if args.amp and args.mode == 'segmentor' and args.device == 'cpu':
+        parser.error('--mode segmentor --amp needs a GPU (MMEngine AmpOptimWrapper); '
+                     'drop --amp on CPU')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.single:  # child process: one measurement, as JSON on the last line
-        print(RESULT + json.dumps(measure(args.single[0], parse_size(args.single[1]), args, device)))
+        result = MEASURE[args.mode](args.single[0], parse_size(args.single[1]), args, device)
+        print(RESULT + json.dumps(result))
         return
     rows = []
     for size in args.sizes:
         for name in args.models:
-            rows.append(run_isolated(name, size, argv if argv is not None else sys.argv[1:]))
-            print(json.dumps({k: round(v, 2) if isinstance(v, float) else v
-                              for k, v in rows[-1].items()}), flush=True)
-    table = markdown(rows, args, device)
+            result = run_isolated(name, size, argv if argv is not None else sys.argv[1:])
+            for row in result if isinstance(result, list) else [result]:
+                rows.append(row)
+                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v
+                                  for k, v in row.items()}), flush=True)
+    extra = {}
+    if args.mode == 'filter':
+        extra['copy_gbs'] = copy_bandwidth(device) / 1e9
+        name = torch.cuda.get_device_name() if device.type == 'cuda' else ''
+        nominal = [v for k, v in NOMINAL_BANDWIDTH.items() if k in name]
+        extra['nominal_gbs'] = nominal[0] / 1e9 if nominal else None
+    table = markdown(rows, args, device, **extra)
     command = 'python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
     with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
         f.write(f'Command: `{command}`\n\n{table}')
     with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
-        json.dump(rows, f, indent=1)
-    plot(rows, osp.join(args.out_dir, 'benchmark.png'))
+        json.dump(dict(rows=rows, **extra), f, indent=1)
+    written = 'benchmark.md, benchmark.json'
+    if args.mode != 'filter':
+        plot(rows, osp.join(args.out_dir, 'benchmark.png'))
+        written += ', benchmark.png'
     print(table)
-    print(f'wrote {args.out_dir}/benchmark.md, benchmark.json, benchmark.png')
+    print(f'wrote {args.out_dir}/{written}')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,54 @@
+"""tools/benchmark.py end to end on tiny inputs: every mode writes its table and JSON."""
+import json
+import os.path as osp
+
+from helpers import run_tool
+
+FAST = ['--sizes', '64x96', '--warmup', '0', '--repeats', '1', '--threads', '1']
+
+
+def _result(out_dir):
+    with open(osp.join(out_dir, 'benchmark.json')) as f:
+        result = json.load(f)
+    with open(osp.join(out_dir, 'benchmark.md')) as f:
+        return result, f.read()
+
+
+def test_backbone_mode_table_json_and_plot(tmp_path):
+    run_tool('benchmark.py', '--models', 'gfnet_h_ti', 'resnet50', '--out-dir', str(tmp_path), *FAST)
+    result, table = _result(tmp_path)
+    assert [r['model'] for r in result['rows']] == ['gfnet_h_ti', 'resnet50']
+    for row in result['rows']:
+        assert row['size'] == '64x96' and row['gflops'] > 0 and row['params_m'] > 1
+        assert row['fwd_ms'] > 0 and row['fwdbwd_ms'] > 0 and row['fwdbwd_mem_mb'] >= 0
+    assert 'GFNet-H-Ti (ours) | 64x96' in table and 'ResNet-50' in table
+    assert table.startswith('Command: `python tools/benchmark.py --models gfnet_h_ti resnet50')
+    assert osp.getsize(osp.join(tmp_path, 'benchmark.png')) > 1000
+
+
+def test_segmentor_mode_runs_upernet_training_iterations(tmp_path):
+    run_tool('benchmark.py', '--mode', 'segmentor', '--models', 'gfnet_h_ti', 'swin_t',
+             '--batch', '2', '--out-dir', str(tmp_path), *FAST)
+    result, table = _result(tmp_path)
+    assert [r['model'] for r in result['rows']] == ['gfnet_h_ti', 'swin_t']
+    assert all(r['iter_ms'] > 0 for r in result['rows'])
+    assert 'train iteration ms' in table and 'batch 2' in table
+
+
+def test_filter_mode_reports_bandwidth_per_stage(tmp_path):
+    run_tool('benchmark.py', '--mode', 'filter', '--out-dir', str(tmp_path), *FAST)
+    result, table = _result(tmp_path)
+    rows = result['rows']
+    assert [(r['stage'], r['channels'], r['grid']) for r in rows] == \
+        [(1, 96, '16x24'), (2, 192, '8x12'), (3, 384, '4x6'), (4, 768, '2x3')]
+    assert result['copy_gbs'] > 0 and all(r['bandwidth_gbs'] > 0 for r in rows)
+    assert 'of copy' in table and not osp.exists(osp.join(tmp_path, 'benchmark.png'))
+
+
+def test_unsupported_requests_fail_with_the_reason(tmp_path):
+    proc = run_tool('benchmark.py', '--mode', 'filter', '--models', 'swin_t', '--out-dir',
+                    str(tmp_path), check=False)
+    assert proc.returncode == 2 and "cannot measure ['swin_t']" in proc.stderr
+    proc = run_tool('benchmark.py', '--mode', 'segmentor', '--amp', '--out-dir', str(tmp_path),
+                    check=False)
+    assert proc.returncode == 2 and 'needs a GPU' in proc.stderr
