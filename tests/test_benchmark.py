@@ -52,3 +52,20 @@ def test_unsupported_requests_fail_with_the_reason(tmp_path):
     proc = run_tool('benchmark.py', '--mode', 'segmentor', '--amp', '--out-dir', str(tmp_path),
                     check=False)
     assert proc.returncode == 2 and 'needs a GPU' in proc.stderr
+
+
+def test_cpu_peak_memory_counts_tensor_allocations():
+    import sys
+    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+    import torch
+    from benchmark import peak_memory
+    held = []
+
+    def work():
+        a = torch.ones(1 << 20)  # 4 MiB, freed before the next
+        b = a * 2  # 4 MiB live together with a: peak 8 MiB
+        del a
+        held.append(b + 1)  # 4 MiB more while b lives: still 8 MiB
+
+    peak = peak_memory(work, torch.device('cpu'))
+    assert 8 << 20 <= peak < 9 << 20, peak

@@ -77,38 +77,30 @@ NOMINAL_BANDWIDTH = {'H100 80GB HBM3': 3.35e12, 'H100 PCIe': 2.0e12, 'H100 NVL':
                      'H200': 4.8e12, 'A100-SXM4-80GB': 2.04e12, 'A100-SXM4-40GB': 1.555e12}
 
 
-class PeakMemory:
-    """Peak memory of a block of work: CUDA allocator stats, or the process's RSS
-    high-water mark on CPU (reset through /proc/self/clear_refs)."""
+def peak_memory(fn, device: torch.device) -> int:
+    """Peak bytes of tensor memory allocated during one ``fn()``, above what was live before.
 
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    @staticmethod
-    def _status(field: str) -> int:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def __enter__(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')  # resets VmHWM to the current RSS
-            self.base = self._status('VmRSS')
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated() - self.base
-        else:
-            self.peak = self._status('VmHWM') - self.base
+    CUDA's allocator statistics on GPU; on CPU the profiler's allocation events
+    (every tensor allocation and free, kernels' temporaries included), so the
+    number means the same on both and does not depend on how the C library
+    returns freed memory to the system.
+    """
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = prof.profiler.kineto_results.events()
+    live = peak = 0
+    for _, nbytes in sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == '[memory]'):
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def timed(fn, device, warmup: int, repeats: int):
@@ -147,16 +139,15 @@ def measure(name, size, args, device):
         model.zero_grad(set_to_none=True)
 
     model.eval()
-    with PeakMemory(device) as mem:
-        fwd = timed(forward, device, args.warmup, args.repeats)
+    fwd = timed(forward, device, args.warmup, args.repeats)
     row.update(fwd_ms=1e3 * statistics.median(fwd), fwd_spread_ms=1e3 * (max(fwd) - min(fwd)),
-               fwd_mem_mb=mem.peak / 2**20)
+               fwd_mem_mb=peak_memory(forward, device) / 2**20)
     if not args.no_backward:
         model.train()
-        with PeakMemory(device) as mem:
-            both = timed(forward_backward, device, args.warmup, args.repeats)
+        both = timed(forward_backward, device, args.warmup, args.repeats)
         row.update(fwdbwd_ms=1e3 * statistics.median(both),
-                   fwdbwd_spread_ms=1e3 * (max(both) - min(both)), fwdbwd_mem_mb=mem.peak / 2**20)
+                   fwdbwd_spread_ms=1e3 * (max(both) - min(both)),
+                   fwdbwd_mem_mb=peak_memory(forward_backward, device) / 2**20)
     return row
 
 
@@ -198,11 +189,12 @@ def measure_segmentor(name, size, args, device):
     batch = dict(inputs=inputs, data_samples=samples)
     row = dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
                params_m=sum(p.numel() for p in model.parameters()) / 1e6)
-    with PeakMemory(device) as mem:
-        times = timed(lambda: model.train_step(batch, optim_wrapper), device,
-                      args.warmup, args.repeats)
+    def step():
+        model.train_step(batch, optim_wrapper)
+
+    times = timed(step, device, args.warmup, args.repeats)
     row.update(iter_ms=1e3 * statistics.median(times), iter_spread_ms=1e3 * (max(times) - min(times)),
-               iter_mem_mb=mem.peak / 2**20)
+               iter_mem_mb=peak_memory(step, device) / 2**20)
     return row
 
 
