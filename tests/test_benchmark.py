@@ -69,3 +69,49 @@ def test_cpu_peak_memory_counts_tensor_allocations():
 
     peak = peak_memory(work, torch.device('cpu'))
     assert 8 << 20 <= peak < 9 << 20, peak
+
+
+def _benchmark_module():
+    import sys
+    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+    import benchmark
+    return benchmark
+
+
+def test_rounds_pool_the_samples_of_every_round(tmp_path):
+    run_tool('benchmark.py', '--models', 'gfnet_h_ti', '--rounds', '2', '--no-backward',
+             '--out-dir', str(tmp_path), *FAST)
+    result, table = _result(tmp_path)
+    (row,) = result['rows']
+    low, high = sorted(row['fwd_times_ms'])  # one sample from each round
+    assert row['fwd_ms'] == (low + high) / 2 and row['fwd_spread_ms'] == high - low
+    assert 'median of 1 x 2 rounds' in table
+
+
+def test_merge_rounds_takes_median_spread_and_largest_peak():
+    benchmark = _benchmark_module()
+    first = dict(model='m', size='8x8', fwd_times_ms=[5.0, 9.0], fwd_mem_mb=10.0)
+    second = dict(model='m', size='8x8', fwd_times_ms=[6.0], fwd_mem_mb=12.0)
+    other = dict(model='n', size='8x8', fwd_times_ms=[1.0], fwd_mem_mb=1.0)
+    merged = benchmark.merge_rounds([first, other, second])
+    assert [r['model'] for r in merged] == ['m', 'n']
+    assert merged[0]['fwd_ms'] == 6.0 and merged[0]['fwd_spread_ms'] == 4.0
+    assert merged[0]['fwd_mem_mb'] == 12.0 and first['fwd_times_ms'] == [5.0, 9.0]
+
+
+def test_targets_are_judged_from_the_rows():
+    benchmark = _benchmark_module()
+    rows = [dict(model='gfnet_h_s', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=300.0),
+            dict(model='convnext_t', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=299.0),
+            dict(model='swin_t', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=400.0)]
+    verdicts = {(v['key'], v['peer']): v for v in benchmark.evaluate_targets(rows)}
+    # 'no slower than' admits a tie, 'faster than' does not; unmeasured targets are left out
+    assert verdicts['fwd_ms', 'convnext_t']['met'] is True
+    assert verdicts['fwd_ms', 'swin_t']['met'] is False
+    assert verdicts['fwdbwd_ms', 'convnext_t']['met'] is False
+    assert verdicts['fwdbwd_ms', 'swin_t']['met'] is True
+    assert len(verdicts) == 4
+    lines = '\n'.join(benchmark._target_lines(verdicts.values()))
+    assert 'forward at 1024x1024, no slower than ConvNeXt-T (timm) | 100 ms | 100 ms | 1.00 | met' \
+        in lines
+    assert '**not met**' in lines

@@ -13,7 +13,12 @@ repeats after warm-up, written as Markdown, JSON (and a log-log PNG plot):
   fraction of the device's measured copy bandwidth and, on known GPUs, of the
   nominal peak.
 
+``--rounds N`` repeats the whole sweep N times with the models interleaved and
+pools the samples. The backbone and segmentor tables end with the verdict on
+each of issue 6's targets that the run measured (GFNet-H-S against its peers).
+
     python tools/benchmark.py --quick                      # a few minutes on 2 CPU cores
+    python tools/benchmark.py --rounds 3 --threads 2       # the run behind BENCHMARKS.md
     python tools/benchmark.py --sizes 512x512 1024x1024 2048x1024 --threads 2
     python tools/benchmark.py --device cuda --amp --sizes 512x512 1024x1024
     python tools/benchmark.py --mode segmentor --device cuda --amp --batch 2 --sizes 512x512
@@ -103,6 +108,10 @@ def peak_memory(fn, device: torch.device) -> int:
     return peak
 
 
+def milliseconds(seconds):
+    return [1e3 * t for t in seconds]
+
+
 def timed(fn, device, warmup: int, repeats: int):
     for _ in range(warmup):
         fn()
@@ -139,14 +148,12 @@ def measure(name, size, args, device):
         model.zero_grad(set_to_none=True)
 
     model.eval()
-    fwd = timed(forward, device, args.warmup, args.repeats)
-    row.update(fwd_ms=1e3 * statistics.median(fwd), fwd_spread_ms=1e3 * (max(fwd) - min(fwd)),
+    row.update(fwd_times_ms=milliseconds(timed(forward, device, args.warmup, args.repeats)),
                fwd_mem_mb=peak_memory(forward, device) / 2**20)
     if not args.no_backward:
         model.train()
         both = timed(forward_backward, device, args.warmup, args.repeats)
-        row.update(fwdbwd_ms=1e3 * statistics.median(both),
-                   fwdbwd_spread_ms=1e3 * (max(both) - min(both)),
+        row.update(fwdbwd_times_ms=milliseconds(both),
                    fwdbwd_mem_mb=peak_memory(forward_backward, device) / 2**20)
     return row
 
@@ -192,8 +199,7 @@ def measure_segmentor(name, size, args, device):
     def step():
         model.train_step(batch, optim_wrapper)
 
-    times = timed(step, device, args.warmup, args.repeats)
-    row.update(iter_ms=1e3 * statistics.median(times), iter_spread_ms=1e3 * (max(times) - min(times)),
+    row.update(iter_times_ms=milliseconds(timed(step, device, args.warmup, args.repeats)),
                iter_mem_mb=peak_memory(step, device) / 2**20)
     return row
 
@@ -223,12 +229,87 @@ def measure_filter(name, size, args, device):
             times = timed(lambda: layer(x), device, max(args.warmup, 1), args.repeats)
             filt = layer.filter_for(grid, channels_first=True)
         moved = 2 * x.numel() * x.element_size() + filt.numel() * filt.element_size()
-        seconds = statistics.median(times)
         rows.append(dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
                          stage=stage + 1, channels=channels, grid=f'{grid[0]}x{grid[1]}',
-                         filter_ms=1e3 * seconds, filter_spread_ms=1e3 * (max(times) - min(times)),
-                         bandwidth_gbs=moved / seconds / 1e9))
+                         filter_times_ms=milliseconds(times), bytes_moved=moved))
     return rows
+
+
+TIMED = ('fwd', 'fwdbwd', 'iter', 'filter')
+PEAKS = ('fwd_mem_mb', 'fwdbwd_mem_mb', 'iter_mem_mb')
+
+
+def merge_rounds(results):
+    """One row per (model, size, stage) from the rows of every round: the timing
+    samples pooled, the peak memory the largest seen; then median and spread
+    (max - min) of each timed quantity, and the filter's bandwidth at the median."""
+    merged = {}
+    for row in results:
+        key = (row['model'], row['size'], row.get('stage'))
+        if key not in merged:
+            merged[key] = dict(row)
+            continue
+        into = merged[key]
+        for name in TIMED:
+            if f'{name}_times_ms' in row:
+                into[f'{name}_times_ms'] = into[f'{name}_times_ms'] + row[f'{name}_times_ms']
+        for name in PEAKS:
+            if name in row:
+                into[name] = max(into[name], row[name])
+    for row in merged.values():
+        for name in TIMED:
+            times = row.get(f'{name}_times_ms')
+            if times:
+                row[f'{name}_ms'] = statistics.median(times)
+                row[f'{name}_spread_ms'] = max(times) - min(times)
+        if 'bytes_moved' in row:
+            row['bandwidth_gbs'] = row['bytes_moved'] / row['filter_ms'] / 1e6
+    return list(merged.values())
+
+
+# Issue 6's targets for GFNet-H-S: (what, quantity, input, peer, must be strictly lower)
+TARGET_MODEL = 'gfnet_h_s'
+TARGETS = [
+    ('forward', 'fwd_ms', '1024x1024', 'convnext_t', False),
+    ('forward', 'fwd_ms', '1024x1024', 'swin_t', True),
+    ('forward+backward', 'fwdbwd_ms', '1024x1024', 'convnext_t', False),
+    ('forward+backward', 'fwdbwd_ms', '1024x1024', 'swin_t', True),
+    ('forward+backward', 'fwdbwd_ms', '2048x1024', 'convnext_t', False),
+    ('forward+backward', 'fwdbwd_ms', '2048x1024', 'swin_t', True),
+    ('forward peak memory', 'fwd_mem_mb', '2048x1024', 'swin_t', True),
+    ('forward+backward peak memory', 'fwdbwd_mem_mb', '2048x1024', 'swin_t', True),
+    ('UperNet training iteration', 'iter_ms', '512x512', 'swin_t', True),
+]
+
+
+def evaluate_targets(rows):
+    """The targets this run measured: dicts with both values, their ratio and ``met``."""
+    lookup = {(r['model'], r['size']): r for r in rows}
+    verdicts = []
+    for what, key, size, peer, strict in TARGETS:
+        ours, theirs = lookup.get((TARGET_MODEL, size), {}), lookup.get((peer, size), {})
+        if key not in ours or key not in theirs:
+            continue
+        value, reference = ours[key], theirs[key]
+        verdicts.append(dict(what=what, key=key, size=size, peer=peer, strict=strict,
+                             value=value, reference=reference, ratio=value / reference,
+                             met=value < reference if strict else value <= reference))
+    return verdicts
+
+
+def _target_lines(verdicts):
+    lines = [f'| target for {LABELS[TARGET_MODEL]} | ours | peer | ratio | status |',
+             '|---|---|---|---|---|']
+    for v in verdicts:
+        unit = 'MiB' if v['key'].endswith('_mb') else 'ms'
+        if unit == 'MiB':
+            relation = 'below'
+        else:
+            relation = 'faster than' if v['strict'] else 'no slower than'
+        lines.append(f"| {v['what']} at {v['size']}, {relation} {LABELS[v['peer']]} | "
+                     f"{v['value']:.0f} {unit} | {v['reference']:.0f} {unit} | {v['ratio']:.2f} | "
+                     f"{'met' if v['met'] else '**not met**'} |")
+    return lines
 
 
 def _backbone_lines(rows):
@@ -265,7 +346,7 @@ def _filter_lines(rows, copy_gbs, nominal_gbs):
     return lines
 
 
-def markdown(rows, args, device, copy_gbs=None, nominal_gbs=None) -> str:
+def markdown(rows, args, device, copy_gbs=None, nominal_gbs=None, targets=()) -> str:
     if args.mode == 'segmentor':
         lines = _segmentor_lines(rows)
     elif args.mode == 'filter':
@@ -279,9 +360,12 @@ def markdown(rows, args, device, copy_gbs=None, nominal_gbs=None) -> str:
         notes = (f' Bandwidth = (input + output + filter bytes) / time; device copy bandwidth '
                  f'{copy_gbs:.0f} GB/s' + (f', nominal {nominal_gbs:.0f} GB/s' if nominal_gbs else '')
                  + '.')
+    samples = f'{args.repeats} x {args.rounds} rounds' if args.rounds > 1 else f'{args.repeats}'
+    if targets:
+        lines += ['', 'Targets (issue 6), from the rows above:', ''] + _target_lines(targets)
     return (f'Machine: {machine}; torch {torch.__version__}; batch {args.batch}; '
             f"{'bf16 autocast' if args.amp else 'fp32'}; warm-up {args.warmup}, "
-            f'median of {args.repeats}, spread = max - min.{notes}\n\n' + '\n'.join(lines) + '\n')
+            f'median of {samples}, spread = max - min.{notes}\n\n' + '\n'.join(lines) + '\n')
 
 
 def plot(rows, path: str) -> None:
@@ -347,12 +431,18 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=None, help='CPU threads')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='measure every (model, size) this many times, in fresh processes, '
+                             'interleaving the models so that slow drifts of the machine hit '
+                             'all alike; the samples are pooled')
     parser.add_argument('--no-backward', action='store_true')
     parser.add_argument('--quick', action='store_true',
                         help='GFNet-H-S and the peers at 512x512 and 1024x1024, 2 repeats')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--single', nargs=2, metavar=('MODEL', 'SIZE'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error('--rounds and --repeats must be at least 1')
     if args.quick:
         args.sizes, args.warmup, args.repeats = ['512x512', '1024x1024'], 1, 2
     if not args.models:
@@ -375,15 +465,19 @@ def main(argv=None):
         result = MEASURE[args.mode](args.single[0], parse_size(args.single[1]), args, device)
         print(RESULT + json.dumps(result))
         return
-    rows = []
-    for size in args.sizes:
-        for name in args.models:
-            result = run_isolated(name, size, argv if argv is not None else sys.argv[1:])
-            for row in result if isinstance(result, list) else [result]:
-                rows.append(row)
-                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v
-                                  for k, v in row.items()}), flush=True)
-    extra = {}
+    results = []
+    for round_index in range(args.rounds):
+        for size in args.sizes:
+            for name in args.models:
+                result = run_isolated(name, size, argv if argv is not None else sys.argv[1:])
+                for row in result if isinstance(result, list) else [result]:
+                    results.append(row)
+                    summary = merge_rounds([row])[0]
+                    print(json.dumps(dict(round=round_index + 1, **{
+                        k: round(v, 2) if isinstance(v, float) else v for k, v in summary.items()
+                        if not k.endswith('_times_ms')})), flush=True)
+    rows = merge_rounds(results)
+    extra = {'targets': evaluate_targets(rows)} if args.mode != 'filter' else {}
     if args.mode == 'filter':
         extra['copy_gbs'] = copy_bandwidth(device) / 1e9
         name = torch.cuda.get_device_name() if device.type == 'cuda' else ''
