@@ -373,6 +373,7 @@ def plot(rows, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     panels = [('fwd_ms', 'forward latency (ms)'), ('fwdbwd_ms', 'forward+backward latency (ms)'),
+              ('fwd_mem_mb', 'forward peak memory (MiB)'),
               ('fwdbwd_mem_mb', 'forward+backward peak memory (MiB)'),
               ('iter_ms', 'UperNet training iteration (ms)'), ('iter_mem_mb', 'peak memory (MiB)')]
     panels = [p for p in panels if any(p[0] in r for r in rows)]
