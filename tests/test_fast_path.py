@@ -28,23 +28,19 @@ def test_filter_forward_and_gradients_match_reference(size, mode):
         torch.testing.assert_close(layer.eval()(x), ref, **TOL)
 
 
-@pytest.mark.parametrize('fused_linear_gelu', [True, False])
+@pytest.mark.parametrize('onednn', [True, False])
 @pytest.mark.parametrize('layer_scale', [None, 0.3])
-def test_block_matches_reference_in_training_and_inference(layer_scale, fused_linear_gelu,
-                                                           monkeypatch):
-    monkeypatch.setattr(gfnet, '_FUSED_LINEAR_GELU',
-                        fused_linear_gelu and gfnet._FUSED_LINEAR_GELU)
+def test_block_matches_reference_in_training_and_inference(layer_scale, onednn, monkeypatch):
+    monkeypatch.setattr(gfnet, '_ONEDNN_MLP', onednn and gfnet._ONEDNN_MLP)
     block = GFBlock(8, (6, 6), layer_scale_init=layer_scale)
     x = torch.randn(2, 10, 9, 8, requires_grad=True)
     ref = block.forward_reference(x)
     g = torch.randn_like(ref)
     params = [x] + list(block.parameters())
     grads_ref = torch.autograd.grad(ref, params, g)
-    # whole, then in row chunks (forced small here: 90 rows, chunks of 256 -> 1;
-    # the chunk floor is lowered too so that several chunks run)
+    # whole, then in row chunks (forced small here: 90 rows would be one chunk)
     for chunked in (False, True):
         if chunked:
-            monkeypatch.setattr(gfnet, '_MLP_WHOLE_MAX', 0)
             monkeypatch.setattr(gfnet, '_row_chunks', _small_chunks)
         fast = block.train()(x)
         torch.testing.assert_close(fast, ref, **TOL)
@@ -54,8 +50,19 @@ def test_block_matches_reference_in_training_and_inference(layer_scale, fused_li
             torch.testing.assert_close(block.eval()(x), ref, **TOL)
 
 
-def _small_chunks(rows, hidden, chunked):
-    return [slice(i, i + 7) for i in range(0, rows, 7)] if chunked else [slice(0, rows)]
+def _small_chunks(rows, hidden, chunk_elements):
+    return [slice(i, i + 7) for i in range(0, rows, 7)] if chunk_elements else [slice(0, rows)]
+
+
+def test_inference_mlp_weights_follow_parameter_updates():
+    # eval caches the fc weights (reordered for oneDNN on CPU) until a parameter changes
+    block = GFBlock(8, (6, 6), layer_scale_init=0.3).eval()
+    x = torch.randn(1, 6, 6, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), block.forward_reference(x), **TOL)
+        for param in (block.mlp.fc1.weight, block.mlp.fc2.weight, block.mlp.fc2.bias, block.gamma):
+            param.mul_(1.5)
+            torch.testing.assert_close(block(x), block.forward_reference(x), **TOL)
 
 
 def test_block_with_drop_path_trains():
@@ -97,6 +104,24 @@ def test_bf16_autocast_inference_runs_and_stays_close():
     for a, b in zip(mixed, reference):
         assert a.shape == b.shape
         torch.testing.assert_close(a.float(), b, atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize('group_elements', [1, 80])  # one / three channels per group
+def test_filter_by_channel_groups_matches_reference(group_elements, monkeypatch):
+    from gfnet_dense.models import global_filter
+    monkeypatch.setattr(global_filter, '_FFT_GROUP_ELEMENTS', group_elements)
+    monkeypatch.setattr(global_filter, '_FFT_GROUP_ALIGN', 1)
+    layer = GlobalFilter(7, (6, 6))
+    x = torch.randn(2, 8, 5, 7, requires_grad=True)  # 8 x 3 spectrum per channel
+    assert len(global_filter._plane_groups(x.permute(0, 3, 1, 2))) > 2
+    fast, ref = layer(x), layer.forward_reference(x)
+    torch.testing.assert_close(fast, ref, **TOL)
+    g = torch.randn_like(ref)
+    params = [x, layer.complex_weight]
+    for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(ref, params, g)):
+        torch.testing.assert_close(a, b, **TOL)
+    with torch.no_grad():
+        torch.testing.assert_close(layer.eval()(x), ref, **TOL)
 
 
 def test_tiled_transpose_equals_permute(monkeypatch):

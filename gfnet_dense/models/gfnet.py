@@ -38,12 +38,10 @@ GFNET_H_ARCHS: Dict[str, dict] = {
               drop_path_rate=0.4, layer_scale_init=1e-6),
 }
 GFNET_H_PATCH_SIZES = (4, 2, 2, 2)
-# An MLP hidden layer larger than _MLP_WHOLE_MAX elements (32 MiB fp32) is computed
-# in cache-sized row chunks of _MLP_CHUNK_ELEMENTS (2 MiB) in inference and in CPU
-# float32 training; both measured best on a 2-core CPU across the four GFNet-H
-# stages at 512-2048 pixels.
-_MLP_WHOLE_MAX = 1 << 23
-_MLP_CHUNK_ELEMENTS = 1 << 19
+# The MLP's hidden layer is computed in row chunks of about _MLP_CHUNK_ELEMENTS
+# (8 MiB fp32) on CPU, in inference and float32 training: measured best on a
+# 2-core CPU across the four GFNet-H stages at 512-2048 pixels.
+_MLP_CHUNK_ELEMENTS = 1 << 21
 GFNET_PATCH_SIZE = 16
 
 
@@ -120,25 +118,25 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-# oneDNN's linear with a fused exact-GELU epilogue (the kernel torch.compile uses on
-# CPU): one pass less over the hidden layer than addmm + gelu, same values.
-_FUSED_LINEAR_GELU = torch.backends.mkldnn.is_available() and \
-    hasattr(torch.ops.mkldnn, '_linear_pointwise')
+# In CPU float32 inference the MLP runs as two oneDNN linears (the kernels
+# torch.compile picks on CPU): fc1 with the exact GELU fused into it, fc2 with the
+# residual add, on weights reordered once into oneDNN's blocked layout and cached.
+_ONEDNN_MLP = (torch.backends.mkldnn.is_available()
+               and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+               and hasattr(torch.ops.mkldnn, '_reorder_linear_weight'))
 
 
-def _linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``gelu(x @ weight.T + bias)`` for 2-D ``x``, without autograd."""
-    if _FUSED_LINEAR_GELU and x.device.type == 'cpu' and x.dtype == torch.float32:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [], 'none')
-    return torch.ops.aten.gelu_(torch.addmm(bias, x, weight.t()))
+def _use_onednn_mlp(x: torch.Tensor) -> bool:
+    return (_ONEDNN_MLP and x.device.type == 'cpu' and x.dtype == torch.float32
+            and not torch.compiler.is_compiling())
 
 
-def _row_chunks(rows: int, hidden: int, chunked: bool) -> List[slice]:
+def _row_chunks(rows: int, hidden: int, chunk_elements: Optional[int]) -> List[slice]:
     """Row slices for an MLP whose hidden layer is ``rows x hidden``: one slice, or
-    cache-sized ones when ``chunked`` and the hidden layer is large."""
+    slices of about ``chunk_elements`` hidden elements each (at least 256 rows)."""
     step = rows
-    if chunked and rows * hidden > _MLP_WHOLE_MAX:
-        step = max(256, _MLP_CHUNK_ELEMENTS // hidden)
+    if chunk_elements and rows * hidden > chunk_elements:
+        step = max(256, chunk_elements // hidden)
     return [slice(start, start + step) for start in range(0, rows, step)]
 
 
@@ -148,10 +146,11 @@ class _MlpFunction(torch.autograd.Function):
 
     The GELU output (``4C`` wide, the largest activation of a block) is
     recomputed in backward instead of stored: a third less activation memory
-    per block. On CPU in float32 the GELU, the second layer and all of backward
-    run in cache-sized row chunks, so no ``4C``-wide temporary is ever
-    allocated whole (a fresh large buffer costs more in page faults than the
-    element-wise work on it). Under autocast it computes in the autocast dtype.
+    per block. On CPU in float32 forward and backward run in cache-sized row
+    chunks: each chunk of ``fc1(h)`` is read back while still in cache, and no
+    other ``4C``-wide temporary is allocated whole (a fresh large buffer costs
+    more in page faults than the element-wise work on it). Under autocast it
+    computes in the autocast dtype.
     """
 
     @staticmethod
@@ -159,15 +158,16 @@ class _MlpFunction(torch.autograd.Function):
         device = h.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
         w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
-        rows = h.reshape(-1, h.shape[-1])
+        rows = h.reshape(-1, h.shape[-1]).to(dtype)
+        chunk = _MLP_CHUNK_ELEMENTS if device == 'cpu' and dtype == torch.float32 else None
         with torch.autocast(device_type=device, enabled=False):
-            pre = torch.addmm(b1, rows.to(dtype), w1.t())
-            out = pre.new_empty(pre.shape[0], w2.shape[0])
-            chunked = device == 'cpu' and dtype == torch.float32
-            for part in _row_chunks(pre.shape[0], pre.shape[1], chunked):
+            pre = rows.new_empty(rows.shape[0], w1.shape[0])
+            out = rows.new_empty(rows.shape[0], w2.shape[0])
+            for part in _row_chunks(rows.shape[0], w1.shape[0], chunk):
+                torch.addmm(b1, rows[part], w1.t(), out=pre[part])
                 torch.addmm(b2, F.gelu(pre[part]), w2.t(), out=out[part])
         ctx.save_for_backward(h, pre, w1, w2)
-        ctx.chunked = chunked
+        ctx.chunk = chunk
         return out.view(*h.shape[:-1], w2.shape[0])
 
     @staticmethod
@@ -176,11 +176,11 @@ class _MlpFunction(torch.autograd.Function):
         h, pre, w1, w2 = ctx.saved_tensors
         need_h, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
         grad_out = grad_out.reshape(-1, grad_out.shape[-1]).to(pre.dtype)
-        rows = h.reshape(-1, h.shape[-1])
+        rows = h.reshape(-1, h.shape[-1]).to(pre.dtype)
         grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
         grad_b1 = pre.new_zeros(pre.shape[1])
         grad_h = pre.new_empty(rows.shape)
-        for part in _row_chunks(pre.shape[0], pre.shape[1], ctx.chunked):
+        for part in _row_chunks(pre.shape[0], pre.shape[1], ctx.chunk):
             grad, hidden = grad_out[part], F.gelu(pre[part])
             if need_w2:
                 grad_w2.addmm_(grad.t(), hidden)
@@ -189,7 +189,7 @@ class _MlpFunction(torch.autograd.Function):
             if need_b1:
                 grad_b1 += grad_pre.sum(0)
             if need_w1:
-                grad_w1.addmm_(grad_pre.t(), rows[part].to(pre.dtype))
+                grad_w1.addmm_(grad_pre.t(), rows[part])
             if need_h:
                 torch.mm(grad_pre, w1, out=grad_h[part])
         return (grad_h.view(h.shape).to(h.dtype) if need_h else None,
@@ -240,15 +240,42 @@ class GFBlock(nn.Module):
         channels = x.shape[-1]
         out = self.filter(self.norm1(x))
         rows_out, rows_in = out.view(-1, channels), x.reshape(-1, channels)
-        fc1, norm2 = self.mlp.fc1, self.norm2
-        weight, bias = self._fc2_params()
-        for part in _row_chunks(rows_out.shape[0], fc1.out_features, chunked=True):
+        parts = _row_chunks(rows_out.shape[0], self.mlp.fc1.out_features, _MLP_CHUNK_ELEMENTS)
+        onednn = _use_onednn_mlp(x)
+        w1, b1, w2, b2 = self._inference_mlp_params(onednn, parts[0].stop - parts[0].start)
+        norm2 = self.norm2
+        for part in parts:
             chunk = rows_out[part]
             h = F.layer_norm(chunk, (channels,), norm2.weight, norm2.bias, norm2.eps)
-            hidden = _linear_gelu(h, fc1.weight, fc1.bias)
-            torch.addmm(rows_in[part], hidden, weight.t(), out=chunk)
-            chunk.add_(bias)
+            if onednn:
+                hidden = torch.ops.mkldnn._linear_pointwise(h, w1, b1, 'gelu', [], 'none')
+                chunk.copy_(torch.ops.mkldnn._linear_pointwise.binary(
+                    hidden, rows_in[part], w2, b2, 'add'))
+            else:
+                hidden = torch.ops.aten.gelu_(torch.addmm(b1, h, w1.t()))
+                torch.addmm(rows_in[part], hidden, w2.t(), out=chunk).add_(b2)
         return out
+
+    def _inference_mlp_params(self, onednn: bool, rows: int) -> Tuple[torch.Tensor, ...]:
+        """``fc1`` weight and bias, ``fc2`` weight and bias with the layer scale folded in.
+
+        For oneDNN in eval the weights are reordered for ``rows``-row inputs
+        (any row count works) and memoised until a parameter changes.
+        """
+        fc1 = self.mlp.fc1
+
+        def compute():
+            w2, b2 = self._fc2_params()
+            if not onednn or self.training:
+                return fc1.weight, fc1.bias, w2, b2
+            reorder = torch.ops.mkldnn._reorder_linear_weight
+            return reorder(fc1.weight, rows), fc1.bias, reorder(w2, rows), b2
+
+        if not onednn or self.training:
+            return compute()
+        params = (fc1.weight, fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias, self.gamma)
+        key = ('mlp', rows) + tuple(parameter_key(p) for p in params if p is not None)
+        return memoize_in_eval(self, key, compute)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The plain formulation, kept to check ``forward`` against."""

@@ -9,7 +9,7 @@ the grid of the current input, so weights learned at 224x224 run at any size.
 """
 import functools
 from collections import OrderedDict
-from typing import Callable, Hashable, Sequence, Tuple
+from typing import Callable, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -180,11 +180,6 @@ def to_channels_first(x: torch.Tensor) -> torch.Tensor:
     return out.view(batch, channels, height, width)
 
 
-def to_channels_last(planes: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, H, W, C)`` with channels-last (contiguous) memory."""
-    return planes.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-
-
 def spectral_filter(planes: torch.Tensor,
                     multiplier: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """``irfft2(rfft2(x) * multiplier(rfft2(x)))`` over the last two dims, in float32.
@@ -210,6 +205,55 @@ def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
+# On CPU the transforms run over groups of channels whose spectrum is about
+# _FFT_GROUP_ELEMENTS (2 MiB complex64), in multiples of 16 channels (a 64-byte
+# cache line of the channels-last output).
+_FFT_GROUP_ELEMENTS = 1 << 18
+_FFT_GROUP_ALIGN = 16
+
+
+def _plane_groups(planes: torch.Tensor) -> List[Tuple[Optional[int], slice]]:
+    """``(image, channels)`` groups that cover ``(B, C, H, W)`` planes (``image``
+    ``None``: the whole batch).
+
+    On CPU a group's transforms and their scratch buffers stay in cache and are
+    reused from group to group, where whole-grid transforms allocate (and
+    page-fault in) several grid-sized temporaries per call. On other devices
+    and under torch.compile the whole batch is one group.
+    """
+    batch, channels, height, width = planes.shape
+    if planes.device.type != 'cpu' or torch.compiler.is_compiling():
+        return [(None, slice(None))]
+    step = _FFT_GROUP_ELEMENTS // (height * (width // 2 + 1))
+    step = max(_FFT_GROUP_ALIGN, step - step % _FFT_GROUP_ALIGN)
+    if batch == 1 and step >= channels:
+        return [(None, slice(None))]
+    return [(b, slice(c, c + step)) for b in range(batch) for c in range(0, channels, step)]
+
+
+def _filter_planes(planes: torch.Tensor, filt: Optional[torch.Tensor],
+                   visit: Optional[Callable] = None) -> Optional[torch.Tensor]:
+    """``irfft2(rfft2(planes) * filt)`` of float32 ``(B, C, H, W)`` planes by channel
+    group, returned channels-last: a float32 ``(B, H, W, C)``.
+
+    ``filt`` is a complex ``(C, H, W//2+1)`` (``None``: no inverse transform, returns
+    ``None``). ``visit(index, group, spectrum)`` sees each group's spectrum
+    ``rfft2(planes[index])`` before the product.
+    """
+    batch, channels, height, width = planes.shape
+    out = planes.new_empty(batch, height, width, channels) if filt is not None else None
+    for image, group in _plane_groups(planes):
+        index = (slice(None) if image is None else image, group)
+        spectrum = torch.fft.rfft2(planes[index], norm='ortho')
+        if visit is not None:
+            visit(index, group, spectrum)
+        if filt is not None:
+            result = torch.fft.irfft2(spectrum.mul_(filt[group]), s=(height, width), norm='ortho')
+            out_index = (slice(None) if image is None else image, Ellipsis, group)
+            out[out_index].copy_(result.movedim(-3, -1))
+    return out
+
+
 class _GlobalFilterFunction(torch.autograd.Function):
     """``irfft2(rfft2(x) * filter)`` on a channels-last grid, with a hand-written backward.
 
@@ -218,42 +262,46 @@ class _GlobalFilterFunction(torch.autograd.Function):
     same layer with the conjugate filter, ``irfft2(rfft2(g) * conj(filter))``:
     one real FFT pair in backward where autograd's generic path transforms the
     full (two-sided) spectrum and pads, copies and conjugates along the way.
-    Only the (conjugated) input spectrum is kept for backward, as autograd would.
+    Only the input spectrum is kept for backward (the filter's gradient is
+    ``sum_b rfft2(g) * conj(rfft2(x))``), stored conjugated so that backward
+    multiplies without a conjugate view.
     """
 
     @staticmethod
     def forward(ctx, x, filt):
-        size = (x.shape[1], x.shape[2])
         planes = to_channels_first(x.float())
-        spectrum = torch.fft.rfft2(planes, norm='ortho')
-        # the filter's gradient needs conj(spectrum): kept conjugated, so that
-        # backward multiplies without materialising a conjugate view
-        conj_spectrum = spectrum.conj_physical() if ctx.needs_input_grad[1] else None
+        conj_spectrum, keep = None, None
+        if ctx.needs_input_grad[1]:
+            batch, channels, height, width = planes.shape
+            conj_spectrum = filt.new_empty(batch, channels, height, width // 2 + 1)
+
+            def keep(index, group, spectrum):
+                torch.conj_physical(spectrum, out=conj_spectrum[index])
+        out = _filter_planes(planes, filt, keep)
         ctx.save_for_backward(conj_spectrum, filt)
-        ctx.size, ctx.dtype = size, x.dtype
-        planes = torch.fft.irfft2(spectrum.mul_(filt), s=size, norm='ortho')
-        return _cast(to_channels_last(planes), x.dtype)
+        ctx.width, ctx.dtype = x.shape[2], x.dtype
+        return _cast(out, x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         conj_spectrum, filt = ctx.saved_tensors
+        need_x, need_filt = ctx.needs_input_grad
+        grad_filt, accumulate = None, None
+        if need_filt:
+            grad_filt = filt.new_zeros(filt.shape)
+
+            def accumulate(index, group, spectrum):
+                product = spectrum * conj_spectrum[index]
+                grad_filt[group] += product.sum(0) if product.dim() == 4 else product
         planes = to_channels_first(grad_out.float())
-        grad_spectrum = torch.fft.rfft2(planes, norm='ortho')
-        grad_filt = None
-        if ctx.needs_input_grad[1]:
-            grad_filt = grad_spectrum * conj_spectrum
-            grad_filt = grad_filt.sum(0) if grad_filt.shape[0] > 1 else grad_filt[0]
+        grad_x = _filter_planes(planes, filt.conj() if need_x else None, accumulate)
+        if need_filt:
             # irfft2's adjoint counts every column that has a mirror twice
-            mirrored = ctx.size[1] - grad_filt.shape[-1]
+            mirrored = ctx.width - grad_filt.shape[-1]
             if mirrored > 0:
                 grad_filt[..., 1:1 + mirrored].mul_(2)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_spectrum.mul_(filt.conj())
-            planes = torch.fft.irfft2(grad_spectrum, s=ctx.size, norm='ortho')
-            grad_x = _cast(to_channels_last(planes), ctx.dtype)
-        return grad_x, grad_filt
+        return (_cast(grad_x, ctx.dtype) if need_x else None), grad_filt
 
 
 class GlobalFilter(nn.Module):
@@ -296,9 +344,10 @@ class GlobalFilter(nn.Module):
         """Fast path: the FFTs run over contiguous ``(H, W)`` planes.
 
         The transforms want the spatial dims innermost, the block wants channels
-        innermost, so the layer transposes once in (tiled on CPU) and once out
-        (torch's fast channels-last conversion) and multiplies in the planes'
-        layout, in float32 also under autocast; see ``_GlobalFilterFunction``.
+        innermost, so the layer transposes once in (tiled on CPU), multiplies in
+        the planes' layout and writes the inverse transforms straight into a
+        channels-last output, in float32 also under autocast; on CPU by groups
+        of channels (``_filter_planes``). See ``_GlobalFilterFunction``.
         """
         filt = self.filter_for((x.shape[1], x.shape[2]), channels_first=True)
         with torch.autocast(device_type=x.device.type, enabled=False):
