@@ -40,15 +40,15 @@ def _layer_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * 5 * math.prod(input_shape)
 
 
-def _linear(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * math.prod(input_shape) * weight_shape[0]
+def _linear(input_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(input_shape) * out_shape[-1]
 
 
 EXTRA_FORMULAS = {aten._fft_r2c: _r2c, aten._fft_c2r: _c2r,
                   aten._fft_c2c: _c2c, aten.native_layer_norm: _layer_norm}
 if hasattr(torch.ops.mkldnn, '_linear_pointwise'):
-    # oneDNN linear with a fused epilogue (GFBlock's inference MLP on CPU); the
-    # formula reads the default overload's (input, weight, ...) arguments
+    # oneDNN linear with a fused epilogue (GFBlock's inference MLP on CPU); every
+    # overload takes the input first, and the output's last dim is the layer's width
     EXTRA_FORMULAS[torch.ops.mkldnn._linear_pointwise] = _linear
 
 

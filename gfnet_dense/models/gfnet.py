@@ -263,19 +263,17 @@ class GFBlock(nn.Module):
         (any row count works) and memoised until a parameter changes.
         """
         fc1 = self.mlp.fc1
+        if not onednn or self.training:
+            return (fc1.weight, fc1.bias) + self._fc2_params()
 
-        def compute():
+        def reordered():
             w2, b2 = self._fc2_params()
-            if not onednn or self.training:
-                return fc1.weight, fc1.bias, w2, b2
             reorder = torch.ops.mkldnn._reorder_linear_weight
             return reorder(fc1.weight, rows), fc1.bias, reorder(w2, rows), b2
 
-        if not onednn or self.training:
-            return compute()
         params = (fc1.weight, fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias, self.gamma)
         key = ('mlp', rows) + tuple(parameter_key(p) for p in params if p is not None)
-        return memoize_in_eval(self, key, compute)
+        return memoize_in_eval(self, key, reordered)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """The plain formulation, kept to check ``forward`` against."""
