@@ -137,3 +137,21 @@ def test_convert_wrong_variant_and_corrupt_file(tmp_path):
     with pytest.raises(CheckpointMismatchError):
         from gfnet_dense.models.checkpoint import read_checkpoint
         read_checkpoint(str(bad))
+
+
+def test_randaugment_posterize_at_top_magnitude_gives_black_image():
+    # 'rand-m9-mstd0.5-inc1' reaches magnitude 10 through its noise: 0 bits kept,
+    # which Pillow 13 rejects; the pretraining tool makes it a black image
+    import importlib.util
+
+    from helpers import ROOT
+    from PIL import Image
+    from timm.data.auto_augment import AugmentOp
+    spec = importlib.util.spec_from_file_location('pretrain_tool', osp.join(ROOT, 'tools/pretrain.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.allow_zero_bit_posterize()
+    image = Image.new('RGB', (8, 8), (200, 100, 50))
+    op = AugmentOp('PosterizeIncreasing', prob=1.0, magnitude=10)
+    assert op(image).getextrema() == ((0, 0), (0, 0), (0, 0))
+    assert AugmentOp('PosterizeIncreasing', prob=1.0, magnitude=5)(image).getpixel((0, 0)) != (0, 0, 0)

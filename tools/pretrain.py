@@ -29,7 +29,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from timm.data import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup,  # noqa: E402
-                       create_transform)
+                       auto_augment, create_transform)
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 from timm.scheduler import create_scheduler_v2  # noqa: E402
@@ -108,6 +108,24 @@ def setup_logging(output_dir: str, rank: int) -> None:
         logger.addHandler(h)
 
 
+def _posterize(img, bits_to_keep, **kwargs):
+    """timm's posterize, also for 0 bits: a black image, as older Pillow releases gave.
+
+    RandAugment with ``inc1`` asks for ``4 - 4 = 0`` bits at the top magnitude
+    (reached through the magnitude noise ``mstd``); Pillow 13 (pinned) raises
+    there, which would stop a run at a random step.
+    """
+    if bits_to_keep <= 0:
+        return img.point([0] * 256 * len(img.getbands()))
+    return auto_augment.posterize(img, bits_to_keep, **kwargs)
+
+
+def allow_zero_bit_posterize() -> None:
+    """Make timm's RandAugment / AutoAugment posterize ops accept 0 bits (see ``_posterize``)."""
+    for name in ('Posterize', 'PosterizeIncreasing', 'PosterizeOriginal'):
+        auto_augment.NAME_TO_OP[name] = _posterize
+
+
 def build_loaders(args, rank, world_size):
     for split in ('train', 'val'):
         if not osp.isdir(osp.join(args.data_path, split)):
@@ -116,6 +134,7 @@ def build_loaders(args, rank, world_size):
                 'ImageNet layout: train/<class>/<images> and val/<class>/<images>')
     size = (3, args.input_size, args.input_size)
     norm = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    allow_zero_bit_posterize()
     train_tf = create_transform(
         size, is_training=True, color_jitter=args.color_jitter,
         auto_augment=None if args.aa == 'none' else args.aa, interpolation='bicubic',
