@@ -143,22 +143,31 @@ def adapt_state_dict(state: dict, model: nn.Module,
     return out
 
 
-def load_into(model: nn.Module, state: Dict[str, torch.Tensor],
-              allowed_missing: Iterable[str] = ()) -> None:
-    """Strict load, but with one error that lists every missing, unexpected and misfit key."""
-    targets = model.state_dict()
+def mismatch_report(targets: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor],
+                    allowed_missing: Iterable[str] = (), what: str = 'the model') -> Optional[str]:
+    """Every missing, unexpected and misfit key of ``state`` against ``targets`` (a
+    model's state dict), as one message; ``None`` when ``state`` fits exactly."""
     allowed = set(allowed_missing)
     missing = sorted(k for k in targets if k not in state and k not in allowed)
     unexpected = sorted(k for k in state if k not in targets)
     misfit = sorted(f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(targets[k].shape)}'
                     for k, v in state.items() if k in targets and v.shape != targets[k].shape)
-    if missing or unexpected or misfit:
-        lines = [f'checkpoint does not fit {type(model).__name__}; is it for another variant?']
-        for title, keys in (('shape mismatch', misfit), ('missing in checkpoint', missing),
-                            ('unexpected in checkpoint', unexpected)):
-            if keys:
-                lines.append(f'  {title} ({len(keys)}):\n    ' + '\n    '.join(keys))
-        raise CheckpointMismatchError('\n'.join(lines))
+    if not (missing or unexpected or misfit):
+        return None
+    lines = [f'checkpoint does not fit {what}; is it for another variant or model?']
+    for title, keys in (('shape mismatch', misfit), ('missing in checkpoint', missing),
+                        ('unexpected in checkpoint', unexpected)):
+        if keys:
+            lines.append(f'  {title} ({len(keys)}):\n    ' + '\n    '.join(keys))
+    return '\n'.join(lines)
+
+
+def load_into(model: nn.Module, state: Dict[str, torch.Tensor],
+              allowed_missing: Iterable[str] = ()) -> None:
+    """Strict load, but with one error that lists every missing, unexpected and misfit key."""
+    report = mismatch_report(model.state_dict(), state, allowed_missing, type(model).__name__)
+    if report:
+        raise CheckpointMismatchError(report)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         model.load_state_dict(state, strict=False)
