@@ -5,7 +5,7 @@ picks the registries.
 """
 import os
 import os.path as osp
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Union
 
 import torch
 
@@ -13,24 +13,10 @@ CPU_NOTE = 'no GPU found: using the gloo backend and plain BatchNorm instead of 
 
 
 def install_checkpoint_loader() -> None:
-    """Route MMEngine's local checkpoint loading (resume, test, init_model) through
-    ``gfnet_dense.models.checkpoint.torch_load``.
-
-    torch >= 2.6 loads weights-only by default and MMEngine's own checkpoints
-    (their message hub) then fail. ``torch_load`` loads those deliberately: in
-    full only when every pickled global is one MMEngine writes.
-    """
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    from .models.checkpoint import torch_load
-
-    def load_from_local(filename, map_location):
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
-        return torch_load(filename, map_location=map_location)
-
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    """Apply the safe checkpoint policy to MMEngine's loaders for the rest of this
+    process (transitional: the tools will use ``safe_checkpoint_loading()``)."""
+    from .safe_loading import safe_checkpoint_loading
+    safe_checkpoint_loading().__enter__()
 
 
 def parse_with_launcher_args(parser, argv=None):
@@ -82,52 +68,112 @@ def init_cpu_distributed(cfg) -> None:
               flush=True)
 
 
+def _leaf_datasets(dataset: dict) -> Iterator[dict]:
+    """The datasets that read files, inside ConcatDataset / RepeatDataset / MultiImageMixDataset."""
+    if 'datasets' in dataset:
+        for d in dataset['datasets']:
+            yield from _leaf_datasets(d)
+    elif 'dataset' in dataset:
+        yield from _leaf_datasets(dataset['dataset'])
+    else:
+        yield dataset
+
+
 def _dataset_paths(dataset: dict) -> List[str]:
     """Files and folders a dataset config will read."""
-    if 'datasets' in dataset:  # ConcatDataset
-        return [p for d in dataset['datasets'] for p in _dataset_paths(d)]
-    if 'dataset' in dataset:  # RepeatDataset, MultiImageMixDataset
-        return _dataset_paths(dataset['dataset'])
-    root = dataset.get('data_root') or ''
-    paths = [root] if root else []
-    ann_file = dataset.get('ann_file')
-    if ann_file:
-        paths.append(osp.join(root, ann_file))
-    for prefix in (dataset.get('data_prefix') or {}).values():
-        if isinstance(prefix, str) and prefix:
-            paths.append(osp.join(root, prefix))
+    paths = []
+    for leaf in _leaf_datasets(dataset):
+        root = leaf.get('data_root') or ''
+        paths += [root] if root else []
+        if leaf.get('ann_file'):
+            paths.append(osp.join(root, leaf['ann_file']))
+        for prefix in (leaf.get('data_prefix') or {}).values():
+            if isinstance(prefix, str) and prefix:
+                paths.append(osp.join(root, prefix))
     return paths
 
 
+def _format_only(evaluator) -> bool:
+    evaluators = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator or {}]
+    return any(e.get('format_only') for e in evaluators)
+
+
+def _coco_problems(path: str, need_annotations: bool) -> List[str]:
+    """What is missing from a COCO-format annotation file (an empty list when nothing is)."""
+    import json
+    try:
+        with open(path) as f:
+            coco = json.load(f)
+    except (OSError, ValueError) as err:
+        return [f'{path}: not a readable JSON file ({err})']
+    if not isinstance(coco, dict) or not {'images', 'annotations', 'categories'} & set(coco):
+        return []  # not COCO format: the dataset class decides
+    return [f'{path}: no {key}' for key, needed in
+            (('images', True), ('annotations', need_annotations), ('categories', True))
+            if needed and not coco.get(key)]
+
+
 def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:
-    """Fail before building anything when a dataset path does not exist."""
-    missing = []
+    """Fail before building anything when a dataset path does not exist, or a COCO
+    annotation file of an MMDet dataset has no images, categories or annotations."""
+    missing, empty = [], []
     for loader in loaders:
         dataset = (cfg.get(loader) or {}).get('dataset')
-        if dataset:
-            missing += [f'{loader}: {p}' for p in _dataset_paths(dataset) if not osp.exists(p)]
+        if not dataset:
+            continue
+        missing += [f'{loader}: {p}' for p in _dataset_paths(dataset) if not osp.exists(p)]
+        # a test set may come without annotations when the evaluator only formats results
+        need_annotations = not (loader == 'test_dataloader' and
+                                _format_only(cfg.get('test_evaluator')))
+        for leaf in _leaf_datasets(dataset):
+            ann_file = osp.join(leaf.get('data_root') or '', leaf.get('ann_file') or '')
+            if ann_file.endswith('.json') and osp.isfile(ann_file):
+                empty += [f'{loader}: {p}' for p in _coco_problems(ann_file, need_annotations)]
     if missing:
         raise FileNotFoundError(
             'dataset paths do not exist:\n  ' + '\n  '.join(dict.fromkeys(missing)) +
             '\nset data_root in the config (or --cfg-options train_dataloader.dataset.data_root=...)'
             ' to where the data lives; see README "Data layout"')
+    if empty:
+        raise ValueError(
+            'COCO annotation files without data:\n  ' + '\n  '.join(dict.fromkeys(empty)) +
+            '\nthe dataset would have nothing to train on or evaluate; point ann_file at the '
+            'instances_*.json that lists the images and their annotations')
+
+
+AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
 
 
 def prepare_config(cfg, *, launcher: str, work_dir: Optional[str], config_path: str,
-                   cfg_options: Optional[dict] = None, amp: bool = False):
-    """Apply the command-line choices every tool shares."""
+                   cfg_options: Optional[dict] = None, amp: Union[str, bool, None] = None):
+    """Apply the command-line choices every tool shares, and check the model's widths.
+
+    ``amp``: ``'fp16'`` (or ``True``): MMEngine's AmpOptimWrapper in float16 with
+    dynamic loss scaling; ``'bf16'``: bfloat16, no loss scaling; ``None`` /
+    ``'none'`` / ``False``: full precision.
+    """
+    from .model_checks import check_model_widths
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_model_widths(cfg)
     cfg.launcher = launcher
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
-    if amp:
+    amp = 'fp16' if amp is True else (amp or 'none')
+    if amp != 'none':
+        if amp not in AMP_DTYPES:
+            raise ValueError(f'unknown amp {amp!r}; choose fp16 or bf16')
         if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a GPU (MMEngine AmpOptimWrapper); drop --amp on CPU')
+            raise RuntimeError(f'--amp {amp} needs a GPU (MMEngine AmpOptimWrapper); '
+                               'drop --amp on CPU')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        cfg.optim_wrapper.dtype = AMP_DTYPES[amp]
+        if amp == 'bf16':  # bfloat16 has float32's range: no scaling, no skipped steps
+            cfg.optim_wrapper.loss_scale = dict(enabled=False)
+        else:
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if not torch.cuda.is_available():
         use_cpu_fallbacks(cfg)
     os.makedirs(cfg.work_dir, exist_ok=True)

@@ -7,6 +7,7 @@ from mmengine.logging import HistoryBuffer
 
 from gfnet_dense import CheckpointMismatchError, GFNet, GFNetH
 from gfnet_dense.models.global_filter import infer_grid_size
+from gfnet_dense.serialization import UnsafeCheckpointError
 
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1], layer_scale_init=1e-2)
 
@@ -192,5 +193,59 @@ def test_checkpoint_with_foreign_python_objects_is_refused(tmp_path):
     path = tmp_path / 'foreign.pth'
     torch.save({'model': state, 'extra': _Foreign()}, path)
     target = GFNetH(arch=TINY_H, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=r'_Foreign(.|\n)*refusing to unpickle'):
+    with pytest.raises(UnsafeCheckpointError, match=r'refusing to load(.|\n)*_Foreign'):
         target.init_weights()
+
+
+def test_init_cfg_prefix_and_map_location_are_honoured(tmp_path):
+    source = GFNetH(arch=TINY_H)
+    path = tmp_path / 'wrapped.pth'
+    torch.save({'state_dict': {f'teacher.body.{k}': v for k, v in source.state_dict().items()}},
+               path)
+    target = GFNetH(arch=TINY_H, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                               prefix='teacher.body.', map_location='cpu'))
+    target.init_weights()
+    torch.testing.assert_close(target.pos_embed, source.pos_embed)
+    missing = GFNetH(arch=TINY_H, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                                prefix='student.'))
+    with pytest.raises(CheckpointMismatchError, match=r"no weights under prefix 'student\.'"):
+        missing.init_weights()
+    # meta tensors prove the map_location reached torch.load
+    meta = GFNetH(arch=TINY_H, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                             prefix='teacher.body.', map_location='meta'))
+    with pytest.raises(Exception, match='meta'):
+        meta.init_weights()
+
+
+def test_init_cfg_unknown_keys_are_rejected(tmp_path):
+    _, path = released_file(tmp_path, 'gfnet_h_ti')
+    model = GFNetH(arch='ti', init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                            revise_keys=[('^x', '')]))
+    with pytest.raises(ValueError, match=r"unsupported keys \['revise_keys'\]"):
+        model.init_weights()
+
+
+def test_directory_instead_of_file_says_so(tmp_path):
+    (tmp_path / 'iter_8.pth').write_bytes(b'')
+    model = GFNetH(arch=TINY_H, init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path)))
+    with pytest.raises(IsADirectoryError, match=r"is a directory(.|\n)*iter_8\.pth"):
+        model.init_weights()
+
+
+def test_segmentor_checkpoint_loads_into_detector_backbone_with_other_outputs(tmp_path):
+    seg_backbone = GFNetH(arch=TINY_H)  # out_indices (0, 1, 2, 3): norm0..norm3
+    for i in range(4):
+        torch.nn.init.normal_(getattr(seg_backbone, f'norm{i}').weight)
+    path = tmp_path / 'segmentor.pth'
+    torch.save({'meta': {}, 'state_dict': {
+        **{f'backbone.{k}': v for k, v in seg_backbone.state_dict().items()},
+        'decode_head.conv_seg.weight': torch.zeros(3, 8, 1, 1)}}, path)
+    det_backbone = GFNetH(arch=TINY_H, out_indices=(1, 2, 3),
+                          init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    det_backbone.init_weights()
+    assert not hasattr(det_backbone, 'norm0')
+    for i in (1, 2, 3):
+        torch.testing.assert_close(getattr(det_backbone, f'norm{i}').weight,
+                                   getattr(seg_backbone, f'norm{i}').weight)
+    torch.testing.assert_close(det_backbone.blocks[3][0].filter.complex_weight,
+                               seg_backbone.blocks[3][0].filter.complex_weight)

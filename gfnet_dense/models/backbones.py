@@ -7,6 +7,7 @@ these classes add output norms (GFNet), NCHW outputs, freezing and checkpoint
 loading.
 """
 import copy
+import re
 import warnings
 from typing import Optional, Sequence, Tuple, Union
 
@@ -17,7 +18,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .affnet import AFFNET_ARCHS, AFFNetTrunk
-from .checkpoint import adapt_state_dict, load_into, read_checkpoint
+from .checkpoint import (CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint,
+                         unwrap_state_dict)
 from .gfnet import (GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet,
                     resolve_arch)
 
@@ -111,16 +113,42 @@ class _MMBackboneMixin:
     def init_weights(self) -> None:
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            state = read_checkpoint(cfg['checkpoint'])
-            rename = self._output_norms_from_checkpoint()
-            state = adapt_state_dict(state, self, rename=rename,
-                                     drop_prefixes=self._classifier_prefixes)
-            out_norms = {k for k in self.state_dict() if k.split('.')[0] in
-                         {f'norm{i}' for i in self.out_indices}}
-            load_into(self, state, allowed_missing=out_norms)
+            self.load_pretrained(**{k: v for k, v in cfg.items() if k != 'type'})
             self._is_init = True
         else:
             super().init_weights()
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None,
+                        map_location='cpu', **unsupported) -> None:
+        """``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=..., map_location=...)``.
+
+        Any released, pretraining, MMEngine or safetensors checkpoint (file or URL);
+        ``prefix`` takes the weights under it (e.g. ``'backbone.'``), as MMEngine's
+        ``PretrainedInit`` does. Output norms that the checkpoint has for outputs
+        this backbone does not return are dropped; every other misfit fails.
+        """
+        if unsupported:
+            raise ValueError(f'init_cfg of type Pretrained got unsupported keys '
+                             f'{sorted(unsupported)}; it takes checkpoint, prefix, map_location')
+        state = read_checkpoint(checkpoint, map_location)
+        if prefix:
+            state = unwrap_state_dict(state, strip_backbone=False)
+            picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not picked:
+                raise CheckpointMismatchError(
+                    f'no weights under prefix {prefix!r} in {checkpoint!r} '
+                    f'(its keys start like {sorted({k.split(".")[0] + "." for k in state})[:8]})')
+            state = picked
+        rename = self._output_norms_from_checkpoint()
+        state = adapt_state_dict(state, self, rename=rename,
+                                 drop_prefixes=self._classifier_prefixes)
+        own = set(self.state_dict())
+        # a segmentor's backbone loaded with other out_indices: keep the norms that exist
+        state = {k: v for k, v in state.items()
+                 if k in own or not re.match(r'norm\d+\.', k)}
+        out_norms = {k for k in own if k.split('.')[0] in
+                     {f'norm{i}' for i in self.out_indices}}
+        load_into(self, state, allowed_missing=out_norms)
 
 
 @MODELS.register_module()

@@ -6,14 +6,13 @@ MMEngine checkpoints of a segmentor / detector (``{'state_dict': {'backbone.*'}}
 Position embeddings and global filters are resized to the model; anything else
 that does not fit raises ``CheckpointMismatchError`` listing every offending key.
 """
-import os
-import pickle
 import warnings
 from typing import Dict, Iterable, Optional
 
 import torch
 from torch import nn
 
+from ..serialization import UnsafeCheckpointError, load_checkpoint
 from .gfnet import resize_pos_embed
 from .global_filter import GlobalFilter, infer_grid_size, resize_filter
 
@@ -22,57 +21,23 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model (wrong variant, corrupt or foreign file)."""
 
 
-# What MMEngine checkpoints (message hub: HistoryBuffer with numpy arrays and bound
-# statistics methods) and the public GFNet training script (argparse namespace)
-# pickle beside the tensors.
-TRUSTED_GLOBALS = frozenset({
-    'argparse.Namespace', 'builtins.getattr', 'collections.OrderedDict',
-    'mmengine.logging.history_buffer.HistoryBuffer',
-})
-
-
-def _trusted(name: str) -> bool:
-    return name in TRUSTED_GLOBALS or name.startswith(('numpy.', 'torch.'))
-
-
-def torch_load(path: str, map_location='cpu'):
-    """``torch.load`` with a deliberate policy for torch >= 2.6's weights-only default.
-
-    Tensors-only files load with ``weights_only=True``. A file that pickles
-    more is inspected first: when every Python global in it is one that MMEngine
-    or the GFNet training script writes, it is loaded in full (it is a training
-    checkpoint the user chose); anything else is refused with the list of names.
-    """
+def read_checkpoint(path: str, map_location='cpu') -> dict:
+    """Load a checkpoint file or ``http(s)://`` URL under the safe loading policy
+    (``gfnet_dense.serialization``), with clear errors for missing, unreadable and
+    unsafe files."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        foreign = sorted(n for n in names if not _trusted(n))
-        if foreign:
-            raise CheckpointMismatchError(
-                f'{path!r} pickles Python objects that are neither tensors nor MMEngine '
-                f'training state: {foreign}; refusing to unpickle it. If you trust the file, '
-                'load it with torch.load(..., weights_only=False) and save its state dict.')
-        return torch.load(path, map_location=map_location, weights_only=False)
-
-
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file onto the CPU, with clear errors for missing or unreadable files."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
-    try:
-        return torch_load(path)
-    except CheckpointMismatchError:
+        return load_checkpoint(path, map_location)
+    except (UnsafeCheckpointError, OSError):  # unsafe, missing, a directory, no download
         raise
     except Exception as err:  # truncated zip, random bytes, ...
         raise CheckpointMismatchError(
             f'could not read checkpoint {path!r} ({type(err).__name__}: {err}); '
-            'the file is corrupt, truncated or not a PyTorch checkpoint') from err
+            'the file is corrupt, truncated or not a PyTorch / safetensors checkpoint') from err
 
 
-def unwrap_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The model weights inside any supported checkpoint layout, prefixes removed."""
+def unwrap_state_dict(checkpoint: dict, strip_backbone: bool = True) -> Dict[str, torch.Tensor]:
+    """The model weights inside any supported checkpoint layout, ``module.`` removed and,
+    with ``strip_backbone``, only the ``backbone.`` weights of a whole segmentor / detector."""
     if not isinstance(checkpoint, dict):
         raise CheckpointMismatchError(
             f'expected a checkpoint dict, got {type(checkpoint).__name__}')
@@ -82,7 +47,7 @@ def unwrap_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
             break
     state = {k[len('module.'):] if k.startswith('module.') else k: v
              for k, v in checkpoint.items()}
-    if any(k.startswith('backbone.') for k in state):  # a whole segmentor / detector
+    if strip_backbone and any(k.startswith('backbone.') for k in state):  # a segmentor / detector
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointMismatchError('checkpoint holds no state dict of tensors '
