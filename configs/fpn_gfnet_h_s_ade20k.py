@@ -29,4 +29,4 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=40000, val_interval=4000)
 default_hooks = dict(checkpoint=dict(interval=4000))
-custom_hooks = [dict(type='SegLabelCheckHook')]
+custom_hooks = [{{_base_.safe_loading_hook}}, dict(type='SegLabelCheckHook')]

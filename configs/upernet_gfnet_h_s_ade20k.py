@@ -22,7 +22,7 @@ model = dict(
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))
 optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={{_base_.gfnet_no_decay_keys}}))
-custom_hooks = [dict(type='SegLabelCheckHook')]
+custom_hooks = [{{_base_.safe_loading_hook}}, dict(type='SegLabelCheckHook')]
 
 # Test settings. The default is whole-image inference at the short side 512
 # (non-square inputs: the filters follow the size). Sliding window:

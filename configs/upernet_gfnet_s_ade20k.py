@@ -16,4 +16,4 @@ model = dict(
     decode_head=dict(in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(in_channels=384))
 optim_wrapper = dict(paramwise_cfg=dict(_delete_=True, custom_keys={{_base_.gfnet_no_decay_keys}}))
-custom_hooks = [dict(type='SegLabelCheckHook')]
+custom_hooks = [{{_base_.safe_loading_hook}}, dict(type='SegLabelCheckHook')]

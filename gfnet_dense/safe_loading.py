@@ -55,7 +55,7 @@ def safe_checkpoint_loading():
 class SafeCheckpointLoadingHook(Hook):
     """Apply ``safe_checkpoint_loading`` for a whole run (train, val or test)."""
 
-    priority = 'VERY_HIGHEST'
+    priority = 'HIGHEST'
 
     def __init__(self):
         self._scope = None

@@ -227,3 +227,31 @@ def test_tools_refuse_crafted_checkpoints(case, demo_root, tmp_path, sentinel):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
     assert 'refusing to load' in output and NAMED[payload] in output, output[-3000:]
+
+
+def test_mmseg_own_test_tool_with_our_config(demo_root, tmp_path, sentinel):
+    """The config's SafeCheckpointLoadingHook: MMSeg's tools/test.py loads a genuine
+    MMEngine checkpoint (its HistoryBuffers) and refuses a crafted one."""
+    import subprocess
+    import sys
+
+    import mmseg
+    tool = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
+    state = _demo_state()
+    genuine = str(tmp_path / 'genuine.pth')
+    torch.save({'meta': {'iter': 3}, 'state_dict': state,
+                'message_hub': genuine_message_hub()}, genuine)
+    evil = write_crafted(tmp_path / 'evil.pth', state, 'getattr_chain_to_eval', 'message_hub',
+                         sentinel)
+    options = ['--cfg-options', *data_options(demo_root), 'test_dataloader.num_workers=0',
+               'test_dataloader.persistent_workers=False']
+    outputs = {}
+    for name, path in (('genuine', genuine), ('evil', evil)):
+        proc = subprocess.run([sys.executable, tool, DEMO_CONFIG, path, '--work-dir',
+                               str(tmp_path / name), *options], capture_output=True, text=True,
+                              timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+        outputs[name] = (proc.returncode, proc.stdout + proc.stderr)
+    assert outputs['genuine'][0] == 0 and 'mIoU' in outputs['genuine'][1], \
+        outputs['genuine'][1][-3000:]
+    assert outputs['evil'][0] != 0 and "attribute '__init__'" in outputs['evil'][1], \
+        outputs['evil'][1][-3000:]
