@@ -1,13 +1,18 @@
 """The fast path equals the plain reference formulation within float32 tolerance."""
+import importlib.util
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from gfnet_dense import GFNetH
-from gfnet_dense.models import gfnet
 from gfnet_dense.models.gfnet import GFBlock, resize_pos_embed
 from gfnet_dense.models.global_filter import (GlobalFilter, resize_filter,
                                               resize_filter_frequency, to_channels_first)
+from gfnet_dense.ops import (config, fast_path, fft_channel_groups, force_device_type,
+                             mlp_row_chunk, set_fast_path, use_fast_path, use_onednn_mlp,
+                             use_tiled_transpose)
 
 TOL = dict(atol=2e-5, rtol=1e-4)
 
@@ -28,10 +33,13 @@ def test_filter_forward_and_gradients_match_reference(size, mode):
         torch.testing.assert_close(layer.eval()(x), ref, **TOL)
 
 
-@pytest.mark.parametrize('onednn', [True, False])
+# decisions taken for device_type (the tensors are on CPU); CUDA never uses oneDNN
+@pytest.mark.parametrize('device_type,onednn', [('cpu', True), ('cpu', False), ('cuda', True)])
 @pytest.mark.parametrize('layer_scale', [None, 0.3])
-def test_block_matches_reference_in_training_and_inference(layer_scale, onednn, monkeypatch):
-    monkeypatch.setattr(gfnet, '_ONEDNN_MLP', onednn and gfnet._ONEDNN_MLP)
+def test_block_matches_reference_in_training_and_inference(layer_scale, device_type, onednn,
+                                                           monkeypatch):
+    monkeypatch.setattr(config, 'ONEDNN_LINEAR_AVAILABLE',
+                        onednn and config.ONEDNN_LINEAR_AVAILABLE)
     block = GFBlock(8, (6, 6), layer_scale_init=layer_scale)
     x = torch.randn(2, 10, 9, 8, requires_grad=True)
     ref = block.forward_reference(x)
@@ -41,17 +49,116 @@ def test_block_matches_reference_in_training_and_inference(layer_scale, onednn, 
     # whole, then in row chunks (forced small here: 90 rows would be one chunk)
     for chunked in (False, True):
         if chunked:
-            monkeypatch.setattr(gfnet, '_row_chunks', _small_chunks)
-        fast = block.train()(x)
+            monkeypatch.setattr(config, 'MLP_CHUNK_ELEMENTS', 7 * 32)  # 7 rows of 32 hidden
+            monkeypatch.setattr(config, 'MLP_CHUNK_MIN_ROWS', 1)
+        with force_device_type(device_type):
+            fast = block.train()(x)
+            grads = torch.autograd.grad(fast, params, g)
+            with torch.no_grad():
+                inferred = block.eval()(x)
         torch.testing.assert_close(fast, ref, **TOL)
-        for a, b in zip(torch.autograd.grad(fast, params, g), grads_ref):
+        for a, b in zip(grads, grads_ref):
             torch.testing.assert_close(a, b, **TOL)
-        with torch.no_grad():
-            torch.testing.assert_close(block.eval()(x), ref, **TOL)
+        torch.testing.assert_close(inferred, ref, **TOL)
 
 
-def _small_chunks(rows, hidden, chunk_elements):
-    return [slice(i, i + 7) for i in range(0, rows, 7)] if chunk_elements else [slice(0, rows)]
+class _CountOps(TorchDispatchMode):
+    """Counts the calls of each aten / mkldnn op below it."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_cuda_decisions():
+    for compiling in (False, True):
+        assert fft_channel_groups((4, 768, 256, 256), 'cuda', compiling) == [(None, slice(None))]
+        assert not use_onednn_mlp('cuda', torch.float32, compiling)
+        assert not use_tiled_transpose('cuda', False, compiling)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for backward in (False, True):
+            assert mlp_row_chunk('cuda', dtype, backward) is None
+
+
+def test_cpu_decisions():
+    assert len(fft_channel_groups((2, 96, 128, 128), 'cpu', False)) > 2
+    assert fft_channel_groups((2, 96, 128, 128), 'cpu', True) == [(None, slice(None))]
+    assert mlp_row_chunk('cpu', torch.float32, backward=True) == config.MLP_CHUNK_ELEMENTS
+    assert mlp_row_chunk('cpu', torch.bfloat16, backward=False) == config.MLP_CHUNK_ELEMENTS
+    # 16-bit weight gradients are one GEMM each, never summed over chunks
+    assert mlp_row_chunk('cpu', torch.float16, backward=True) is None
+    assert use_onednn_mlp('cpu', torch.float32, False) == config.ONEDNN_LINEAR_AVAILABLE
+    assert not use_onednn_mlp('cpu', torch.bfloat16, False)
+    assert not use_onednn_mlp('cpu', torch.float32, True)
+    assert use_tiled_transpose('cpu', False, False)
+    assert not use_tiled_transpose('cpu', True, False)
+
+
+def test_forced_device_type_changes_the_kernels(monkeypatch):
+    # tiny groups and chunks: on CPU decisions many FFT groups, several MLP chunks
+    monkeypatch.setattr(config, 'FFT_GROUP_ELEMENTS', 1)
+    monkeypatch.setattr(config, 'FFT_GROUP_ALIGN', 1)
+    monkeypatch.setattr(config, 'MLP_CHUNK_ELEMENTS', 7 * 32)
+    monkeypatch.setattr(config, 'MLP_CHUNK_MIN_ROWS', 1)
+    block = GFBlock(8, (6, 6), layer_scale_init=0.3).eval()
+    x = torch.randn(2, 10, 9, 8)
+    counts = {}
+    for device_type in ('cpu', 'cuda'):
+        with force_device_type(device_type), torch.no_grad(), _CountOps() as ops:
+            block(x)
+        counts[device_type] = ops.counts
+    assert counts['cuda'].get('aten._fft_r2c') == 1 and counts['cpu']['aten._fft_r2c'] == 16
+    assert ('mkldnn._linear_pointwise' in counts['cpu']) == config.ONEDNN_LINEAR_AVAILABLE
+    assert 'mkldnn._linear_pointwise' not in counts['cuda']
+    assert counts['cuda'].get('aten.addmm') == 2  # fc1, fc2 over all 180 rows at once
+
+
+def _autograd_nodes(t):
+    """Names of the autograd nodes that produced ``t``."""
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return {type(node).__name__ for node in seen}
+
+
+def test_switch_runs_the_plain_formulation():
+    block = GFBlock(8, (6, 6), layer_scale_init=0.3).train()
+    x = torch.randn(2, 10, 9, 8, requires_grad=True)
+    functions = {'_MlpFunctionBackward', '_GlobalFilterFunctionBackward'}
+    assert use_fast_path() and functions <= _autograd_nodes(block(x))
+    with fast_path(False):
+        assert not use_fast_path()
+        out, filtered = block(x), block.filter(x)
+    assert use_fast_path()
+    assert not functions & _autograd_nodes(out)
+    assert torch.equal(out, block.forward_reference(x))
+    assert torch.equal(filtered, block.filter.forward_reference(x))
+    set_fast_path(False)
+    try:
+        assert not functions & _autograd_nodes(block(x))
+    finally:
+        set_fast_path(True)
+
+
+def test_environment_variable_turns_the_fast_path_off(monkeypatch):
+    # a fresh copy of the config module, as a new process would import it
+    spec = importlib.util.spec_from_file_location('fresh_config', config.__file__)
+    for value, expected in (('0', False), ('1', True), (None, True)):
+        if value is None:
+            monkeypatch.delenv('GFNET_FAST_PATH', raising=False)
+        else:
+            monkeypatch.setenv('GFNET_FAST_PATH', value)
+        fresh = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fresh)
+        assert fresh.use_fast_path() is expected
 
 
 def test_inference_mlp_weights_follow_parameter_updates():
@@ -72,14 +179,14 @@ def test_block_with_drop_path_trains():
     assert all(p.grad is not None for p in block.parameters())
 
 
-def test_whole_backbone_matches_reference(monkeypatch):
+def test_whole_backbone_matches_reference():
     model = GFNetH(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 2, 1, 1],
                              layer_scale_init=0.1), pretrain_img_size=64).eval()
     x = torch.randn(2, 3, 75, 50)
     with torch.no_grad():
         fast = model(x)
-        monkeypatch.setattr(GFBlock, 'forward', GFBlock.forward_reference)
-        ref = model(x)
+        with fast_path(False):
+            ref = model(x)
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, **TOL)
 
@@ -106,27 +213,31 @@ def test_bf16_autocast_inference_runs_and_stays_close():
         torch.testing.assert_close(a.float(), b, atol=0.1, rtol=0.1)
 
 
+@pytest.mark.parametrize('device_type', ['cpu', 'cuda'])  # decisions for; tensors on CPU
 @pytest.mark.parametrize('group_elements', [1, 80])  # one / three channels per group
-def test_filter_by_channel_groups_matches_reference(group_elements, monkeypatch):
-    from gfnet_dense.models import global_filter
-    monkeypatch.setattr(global_filter, '_FFT_GROUP_ELEMENTS', group_elements)
-    monkeypatch.setattr(global_filter, '_FFT_GROUP_ALIGN', 1)
+def test_filter_by_channel_groups_matches_reference(group_elements, device_type, monkeypatch):
+    monkeypatch.setattr(config, 'FFT_GROUP_ELEMENTS', group_elements)
+    monkeypatch.setattr(config, 'FFT_GROUP_ALIGN', 1)
     layer = GlobalFilter(7, (6, 6))
     x = torch.randn(2, 8, 5, 7, requires_grad=True)  # 8 x 3 spectrum per channel
-    assert len(global_filter._plane_groups(x.permute(0, 3, 1, 2))) > 2
-    fast, ref = layer(x), layer.forward_reference(x)
-    torch.testing.assert_close(fast, ref, **TOL)
+    groups = fft_channel_groups((2, 7, 8, 5), device_type, False)
+    assert len(groups) > 2 if device_type == 'cpu' else len(groups) == 1
+    ref = layer.forward_reference(x)
     g = torch.randn_like(ref)
     params = [x, layer.complex_weight]
-    for a, b in zip(torch.autograd.grad(fast, params, g), torch.autograd.grad(ref, params, g)):
+    with force_device_type(device_type):
+        fast = layer(x)
+        grads = torch.autograd.grad(fast, params, g)
+        with torch.no_grad():
+            inferred = layer.eval()(x)
+    torch.testing.assert_close(fast, ref, **TOL)
+    for a, b in zip(grads, torch.autograd.grad(ref, params, g)):
         torch.testing.assert_close(a, b, **TOL)
-    with torch.no_grad():
-        torch.testing.assert_close(layer.eval()(x), ref, **TOL)
+    torch.testing.assert_close(inferred, ref, **TOL)
 
 
 def test_tiled_transpose_equals_permute(monkeypatch):
-    from gfnet_dense.models import global_filter
-    monkeypatch.setattr(global_filter, '_TRANSPOSE_TILE', 1)  # 256-row tiles: 6 per image
+    monkeypatch.setattr(config, 'TRANSPOSE_TILE', 1)  # 256-row tiles: 6 per image
     x = torch.randn(2, 37, 41, 24)
     with torch.no_grad():
         torch.testing.assert_close(to_channels_first(x), x.permute(0, 3, 1, 2).contiguous(),

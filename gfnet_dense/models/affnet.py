@@ -151,6 +151,11 @@ class AFFNetTrunk(nn.Module):
     def __init__(self, widths: Sequence[int] = (32, 64, 128, 256, 320), expand_ratio: float = 4,
                  in_chans: int = 3, drop_path_rate: float = 0.0, with_cp: bool = False):
         super().__init__()
+        stages = len(MV2_DEPTHS) + len(AFF_DEPTHS)
+        if len(widths) != stages:
+            raise ValueError(f'AFFNet has {stages} stages ({len(MV2_DEPTHS)} MobileNetV2, '
+                             f'{len(AFF_DEPTHS)} AFF): widths needs {stages} entries, got '
+                             f'{tuple(widths)} ({len(widths)})')
         self.in_chans, self.widths = in_chans, tuple(widths)
         self.stem = ConvBNAct(in_chans, STEM_WIDTH, 3, 2)
         stages: List[nn.Module] = []

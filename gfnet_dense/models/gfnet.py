@@ -20,7 +20,9 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .global_filter import GlobalFilter, interpolate_grid, memoize_in_eval, parameter_key
+from ..ops import config
+from .global_filter import (EvalCacheMixin, GlobalFilter, interpolate_grid, memoize_in_eval,
+                            parameter_key)
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.
 GFNET_ARCHS: Dict[str, dict] = {
@@ -38,10 +40,6 @@ GFNET_H_ARCHS: Dict[str, dict] = {
               drop_path_rate=0.4, layer_scale_init=1e-6),
 }
 GFNET_H_PATCH_SIZES = (4, 2, 2, 2)
-# The MLP's hidden layer is computed in row chunks of about _MLP_CHUNK_ELEMENTS
-# (8 MiB fp32) on CPU, in inference and float32 training: measured best on a
-# 2-core CPU across the four GFNet-H stages at 512-2048 pixels.
-_MLP_CHUNK_ELEMENTS = 1 << 21
 GFNET_PATCH_SIZE = 16
 
 
@@ -118,26 +116,11 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-# In CPU float32 inference the MLP runs as two oneDNN linears (the kernels
-# torch.compile picks on CPU): fc1 with the exact GELU fused into it, fc2 with the
-# residual add, on weights reordered once into oneDNN's blocked layout and cached.
-_ONEDNN_MLP = (torch.backends.mkldnn.is_available()
-               and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-               and hasattr(torch.ops.mkldnn, '_reorder_linear_weight'))
-
-
-def _use_onednn_mlp(x: torch.Tensor) -> bool:
-    return (_ONEDNN_MLP and x.device.type == 'cpu' and x.dtype == torch.float32
-            and not torch.compiler.is_compiling())
-
-
-def _row_chunks(rows: int, hidden: int, chunk_elements: Optional[int]) -> List[slice]:
-    """Row slices for an MLP whose hidden layer is ``rows x hidden``: one slice, or
-    slices of about ``chunk_elements`` hidden elements each (at least 256 rows)."""
-    step = rows
-    if chunk_elements and rows * hidden > chunk_elements:
-        step = max(256, chunk_elements // hidden)
-    return [slice(start, start + step) for start in range(0, rows, step)]
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matrix products on ``x`` run in: the autocast dtype where autocast
+    is on for ``x``'s device, else ``x.dtype``."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 class _MlpFunction(torch.autograd.Function):
@@ -147,23 +130,23 @@ class _MlpFunction(torch.autograd.Function):
     The GELU output (``4C`` wide, the largest activation of a block) is
     recomputed in backward instead of stored: a third less activation memory
     per block. On CPU in float32 forward and backward run in cache-sized row
-    chunks: each chunk of ``fc1(h)`` is read back while still in cache, and no
-    other ``4C``-wide temporary is allocated whole (a fresh large buffer costs
-    more in page faults than the element-wise work on it). Under autocast it
-    computes in the autocast dtype.
+    chunks (``config.mlp_row_chunk``): each chunk of ``fc1(h)`` is read back
+    while still in cache, and no other ``4C``-wide temporary is allocated whole
+    (a fresh large buffer costs more in page faults than the element-wise work
+    on it). Under autocast it computes in the autocast dtype, like ``nn.Linear``:
+    one GEMM per gradient (chunks, whose gradients add up, are float32 only).
     """
 
     @staticmethod
     def forward(ctx, h, w1, b1, w2, b2):
-        device = h.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
+        device, dtype = h.device.type, compute_dtype(h)
         w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
         rows = h.reshape(-1, h.shape[-1]).to(dtype)
-        chunk = _MLP_CHUNK_ELEMENTS if device == 'cpu' and dtype == torch.float32 else None
+        chunk = config.mlp_row_chunk(config.decision_device(h), dtype, backward=True)
         with torch.autocast(device_type=device, enabled=False):
             pre = rows.new_empty(rows.shape[0], w1.shape[0])
             out = rows.new_empty(rows.shape[0], w2.shape[0])
-            for part in _row_chunks(rows.shape[0], w1.shape[0], chunk):
+            for part in config.row_chunks(rows.shape[0], w1.shape[0], chunk):
                 torch.addmm(b1, rows[part], w1.t(), out=pre[part])
                 torch.addmm(b2, F.gelu(pre[part]), w2.t(), out=out[part])
         ctx.save_for_backward(h, pre, w1, w2)
@@ -180,7 +163,7 @@ class _MlpFunction(torch.autograd.Function):
         grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
         grad_b1 = pre.new_zeros(pre.shape[1])
         grad_h = pre.new_empty(rows.shape)
-        for part in _row_chunks(pre.shape[0], pre.shape[1], ctx.chunk):
+        for part in config.row_chunks(pre.shape[0], pre.shape[1], ctx.chunk):
             grad, hidden = grad_out[part], F.gelu(pre[part])
             if need_w2:
                 grad_w2.addmm_(grad.t(), hidden)
@@ -197,7 +180,7 @@ class _MlpFunction(torch.autograd.Function):
                 grad_w2 if need_w2 else None, grad_out.sum(0) if need_b2 else None)
 
 
-class GFBlock(nn.Module):
+class GFBlock(EvalCacheMixin, nn.Module):
     """``x + drop_path(gamma * mlp(norm2(filter(norm1(x)))))`` on ``(B, H, W, C)``."""
 
     def __init__(self, dim: int, grid_size: Tuple[int, int], mlp_ratio: float = 4.0,
@@ -212,20 +195,36 @@ class GFBlock(nn.Module):
         self.gamma = (nn.Parameter(torch.full((dim,), layer_scale_init))
                       if layer_scale_init is not None else None)
 
-    def _fc2_params(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``fc2`` with the layer scale folded in: ``gamma * (W h + b) == (gamma W) h + gamma b``."""
+    def _fc2_params(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor,
+                                                       Optional[torch.Tensor]]:
+        """``fc2``'s weight and bias for an MLP computing in ``dtype``, and the layer
+        scale still to apply to its output (``None``: nothing to apply).
+
+        In float32 the layer scale is folded in, ``gamma * (W h + b) == (gamma W) h
+        + gamma b``, saving an element-wise pass. In 16-bit precision it is not:
+        ``gamma W`` (``1e-6 * 0.02`` in GFNet-H-B) underflows fp16 and the
+        gradients of a folded weight overflow it under loss scaling, so ``gamma``
+        multiplies the MLP's output in float32, as in the plain formulation.
+        """
         weight, bias = self.mlp.fc2.weight, self.mlp.fc2.bias
         if self.gamma is None:
-            return weight, bias
-        return weight * self.gamma[:, None], bias * self.gamma
+            return weight, bias, None
+        if dtype == torch.float32 and weight.dtype == torch.float32:
+            return weight * self.gamma[:, None], bias * self.gamma, None
+        return weight, bias, self.gamma
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The fast path; ``forward_reference`` where ``gfnet_dense.ops`` turns it off."""
+        if not config.use_fast_path():
+            return self.forward_reference(x)
         # the in-place inference path writes through out=, which autocast does not cast
         if not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
             return self._forward_inference(x)
         h = self.norm2(self.filter(self.norm1(x)))
-        weight, bias = self._fc2_params()
+        weight, bias, scale = self._fc2_params(compute_dtype(h))
         y = _MlpFunction.apply(h, self.mlp.fc1.weight, self.mlp.fc1.bias, weight, bias)
+        if scale is not None:
+            y = scale * y  # float32 (promoted) under autocast, as in forward_reference
         if self.training and isinstance(self.drop_path, DropPath):
             return x + self.drop_path(y)
         return x + y
@@ -240,9 +239,12 @@ class GFBlock(nn.Module):
         channels = x.shape[-1]
         out = self.filter(self.norm1(x))
         rows_out, rows_in = out.view(-1, channels), x.reshape(-1, channels)
-        parts = _row_chunks(rows_out.shape[0], self.mlp.fc1.out_features, _MLP_CHUNK_ELEMENTS)
-        onednn = _use_onednn_mlp(x)
-        w1, b1, w2, b2 = self._inference_mlp_params(onednn, parts[0].stop - parts[0].start)
+        device = config.decision_device(x)
+        parts = config.row_chunks(rows_out.shape[0], self.mlp.fc1.out_features,
+                                  config.mlp_row_chunk(device, x.dtype, backward=False))
+        onednn = config.use_onednn_mlp(device, x.dtype, torch.compiler.is_compiling())
+        w1, b1, w2, b2, scale = self._inference_mlp_params(onednn, x.dtype,
+                                                           parts[0].stop - parts[0].start)
         norm2 = self.norm2
         for part in parts:
             chunk = rows_out[part]
@@ -251,25 +253,31 @@ class GFBlock(nn.Module):
                 hidden = torch.ops.mkldnn._linear_pointwise(h, w1, b1, 'gelu', [], 'none')
                 chunk.copy_(torch.ops.mkldnn._linear_pointwise.binary(
                     hidden, rows_in[part], w2, b2, 'add'))
-            else:
-                hidden = torch.ops.aten.gelu_(torch.addmm(b1, h, w1.t()))
+                continue
+            hidden = torch.ops.aten.gelu_(torch.addmm(b1, h, w1.t()))
+            if scale is None:
                 torch.addmm(rows_in[part], hidden, w2.t(), out=chunk).add_(b2)
+            else:  # 16-bit weights: gamma scales the MLP output (see _fc2_params)
+                torch.addcmul(rows_in[part], torch.addmm(b2, hidden, w2.t()), scale, out=chunk)
         return out
 
-    def _inference_mlp_params(self, onednn: bool, rows: int) -> Tuple[torch.Tensor, ...]:
-        """``fc1`` weight and bias, ``fc2`` weight and bias with the layer scale folded in.
+    def _inference_mlp_params(self, onednn: bool, dtype: torch.dtype,
+                              rows: int) -> Tuple[Optional[torch.Tensor], ...]:
+        """``fc1`` weight and bias, ``fc2`` weight and bias and the layer scale left
+        to apply, as ``_fc2_params``.
 
-        For oneDNN in eval the weights are reordered for ``rows``-row inputs
-        (any row count works) and memoised until a parameter changes.
+        For oneDNN (float32 only: the layer scale is folded in) in eval the weights
+        are reordered for ``rows``-row inputs (any row count works) and memoised
+        until a parameter changes.
         """
         fc1 = self.mlp.fc1
         if not onednn or self.training:
-            return (fc1.weight, fc1.bias) + self._fc2_params()
+            return (fc1.weight, fc1.bias) + self._fc2_params(dtype)
 
         def reordered():
-            w2, b2 = self._fc2_params()
+            w2, b2, _ = self._fc2_params(torch.float32)
             reorder = torch.ops.mkldnn._reorder_linear_weight
-            return reorder(fc1.weight, rows), fc1.bias, reorder(w2, rows), b2
+            return reorder(fc1.weight, rows), fc1.bias, reorder(w2, rows), b2, None
 
         params = (fc1.weight, fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias, self.gamma)
         key = ('mlp', rows) + tuple(parameter_key(p) for p in params if p is not None)
@@ -308,7 +316,7 @@ class PatchEmbed(nn.Module):
         return self.proj(x).permute(0, 2, 3, 1)
 
 
-class _GFNetTrunk(nn.Module):
+class _GFNetTrunk(EvalCacheMixin, nn.Module):
     """What both trunks share: input checks, position embedding, block running."""
 
     in_chans: int
@@ -379,6 +387,16 @@ class IsotropicGFNet(_GFNetTrunk):
         return outs
 
 
+def check_stage_counts(embed_dims: Sequence[int], depths: Sequence[int]) -> None:
+    """Refuse GFNet-H settings without exactly one width and one depth per stage."""
+    stages = len(GFNET_H_PATCH_SIZES)
+    if len(embed_dims) != stages or len(depths) != stages:
+        raise ValueError(
+            f'GFNet-H has {stages} stages (patch sizes {GFNET_H_PATCH_SIZES}): embed_dims and '
+            f'depths need {stages} entries each, got embed_dims={tuple(embed_dims)} '
+            f'({len(embed_dims)}) and depths={tuple(depths)} ({len(depths)})')
+
+
 class HierarchicalGFNet(_GFNetTrunk):
     """GFNet-H: four stages at strides 4, 8, 16, 32.
 
@@ -392,13 +410,11 @@ class HierarchicalGFNet(_GFNetTrunk):
                  drop_path_rate: float = 0.0, layer_scale_init: Optional[float] = None,
                  filter_resize: str = 'bicubic', with_cp: bool = False):
         super().__init__()
-        if len(embed_dims) != len(depths):
-            raise ValueError(f'embed_dims {tuple(embed_dims)} and depths {tuple(depths)} '
-                             'must have one entry per stage')
+        check_stage_counts(embed_dims, depths)
         self.in_chans, self.with_cp = in_chans, with_cp
         self.embed_dims, self.depths = tuple(embed_dims), tuple(depths)
         grids, grid = [], to_2tuple(img_size)
-        for patch in GFNET_H_PATCH_SIZES[:len(depths)]:
+        for patch in GFNET_H_PATCH_SIZES:
             grid = grid_after(grid, patch)
             grids.append(grid)
         self.pos_grid = grids[0]

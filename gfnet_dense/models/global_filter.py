@@ -9,17 +9,20 @@ the grid of the current input, so weights learned at 224x224 run at any size.
 """
 import functools
 from collections import OrderedDict
-from typing import Callable, Hashable, List, Optional, Sequence, Tuple
+from typing import Callable, Hashable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..ops import config
 
 #: ``bicubic`` / ``bilinear`` interpolate the complex filter in the frequency domain
 #: (the public fine-tuning recipe); ``spatial`` keeps the pixel-space kernel exact.
 FILTER_RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
 
 _CACHE_SIZE = 8  # enough for multi-scale test-time augmentation without thrashing
+_CACHE_ATTR = '_eval_cache'
 
 
 def check_resize_mode(mode: str) -> str:
@@ -68,8 +71,10 @@ def interpolate_grid(grid: torch.Tensor, size: Sequence[int], mode: str = 'bicub
     h, w, k = grid.shape[-3:]
     rows = _interpolation_matrix(h, size[0], mode, align_corners, grid.device).to(grid.dtype)
     cols = _interpolation_matrix(w, size[1], mode, align_corners, grid.device).to(grid.dtype)
-    narrow = torch.matmul(grid.transpose(-1, -2), cols.t()).transpose(-1, -2)  # (..., h, W, K)
-    out = torch.matmul(rows, narrow.flatten(-2))  # (..., H, W*K)
+    # in the grid's dtype: autocast would round weights (filters, pos_embed) to 16 bits
+    with torch.autocast(device_type=grid.device.type, enabled=False):
+        narrow = torch.matmul(grid.transpose(-1, -2), cols.t()).transpose(-1, -2)  # (..., h, W, K)
+        out = torch.matmul(rows, narrow.flatten(-2))  # (..., H, W*K)
     return out.unflatten(-1, (size[1], k))
 
 
@@ -129,17 +134,18 @@ def resize_filter(weight: torch.Tensor, size: Sequence[int], mode: str,
     return out.permute(2, 0, 1, 3).contiguous() if channels_first else out
 
 
-def memoize_in_eval(module: nn.Module, key: Hashable,
-                    compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], object]) -> object:
     """``compute()``, memoised on ``module`` while it is in eval mode without autograd.
 
     In training (or with autograd on) the value is recomputed each call so that
     gradients reach the stored parameter. ``key`` must change whenever the
-    result would (size, device, parameter version).
+    result would (size, device, parameter version). At most ``_CACHE_SIZE``
+    entries per module, least recently used dropped first; ``module.train()``
+    drops them all when ``module`` derives from ``EvalCacheMixin``.
     """
     if module.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
         return compute()
-    cache = module.__dict__.setdefault('_eval_cache', OrderedDict())
+    cache = module.__dict__.setdefault(_CACHE_ATTR, OrderedDict())
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
@@ -154,26 +160,78 @@ def parameter_key(param: torch.Tensor) -> tuple:
     return param.data_ptr(), param._version, param.dtype, param.device
 
 
-_TRANSPOSE_TILE = 1 << 19  # elements per transposed tile (2 MiB fp32: stays in cache)
+class EvalCacheMixin:
+    """For modules that memoise with ``memoize_in_eval``: ``train(True)`` drops the cache.
+
+    ``nn.Module.train`` calls ``train`` on every child, so a model's ``train()``
+    empties the caches of all its modules.
+    """
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.__dict__.pop(_CACHE_ATTR, None)
+        return super().train(mode)
 
 
-def _tiled_transpose_ok(x: torch.Tensor) -> bool:
-    return (x.device.type == 'cpu' and not torch.is_grad_enabled()
-            and not torch.compiler.is_compiling())
+def release_eval_caches(model: nn.Module) -> None:
+    """Drop the eval caches of ``model`` and all its submodules (e.g. after multi-scale
+    testing, without leaving eval mode)."""
+    for module in model.modules():
+        module.__dict__.pop(_CACHE_ATTR, None)
+
+
+def _tensors(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    if t.layout != torch.strided:  # e.g. oneDNN's opaque tensors: no shared storage
+        return ('opaque', id(t))
+    return t.device, t.untyped_storage().data_ptr()
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    if t.layout != torch.strided:
+        return t.numel() * t.element_size()
+    return t.untyped_storage().nbytes()
+
+
+def eval_cache_bytes(model: nn.Module) -> int:
+    """Bytes held by the eval caches of ``model``'s modules.
+
+    Counts each storage once; cached values that are parameters or buffers of
+    ``model`` (a filter at its stored size, an unreordered bias) cost nothing extra.
+    """
+    owned = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers())}
+    seen, total = set(owned), 0
+    for module in model.modules():
+        for value in module.__dict__.get(_CACHE_ATTR, {}).values():
+            for t in _tensors(value):
+                key = _storage_key(t)
+                if key not in seen:
+                    seen.add(key)
+                    total += _nbytes(t)
+    return total
 
 
 def to_channels_first(x: torch.Tensor) -> torch.Tensor:
     """``(B, H, W, C)`` -> contiguous ``(B, C, H, W)``.
 
     Without autograd on CPU the transpose runs in cache-sized tiles of rows,
-    several times faster than one strided copy of a large grid.
+    several times faster than one strided copy of a large grid
+    (``config.use_tiled_transpose``).
     """
-    if not _tiled_transpose_ok(x):
+    if not config.use_tiled_transpose(config.decision_device(x), torch.is_grad_enabled(),
+                                      torch.compiler.is_compiling()):
         return x.permute(0, 3, 1, 2).contiguous()
     batch, height, width, channels = x.shape
     rows = x.reshape(batch, height * width, channels)
     out = x.new_empty(batch, channels, height * width)
-    tile = max(256, _TRANSPOSE_TILE // channels)
+    tile = max(256, config.TRANSPOSE_TILE // channels)
     for b in range(batch):
         for start in range(0, height * width, tile):
             out[b, :, start:start + tile].copy_(rows[b, start:start + tile].t())
@@ -205,36 +263,11 @@ def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-# On CPU the transforms run over groups of channels whose spectrum is about
-# _FFT_GROUP_ELEMENTS (2 MiB complex64), in multiples of 16 channels (a 64-byte
-# cache line of the channels-last output).
-_FFT_GROUP_ELEMENTS = 1 << 18
-_FFT_GROUP_ALIGN = 16
-
-
-def _plane_groups(planes: torch.Tensor) -> List[Tuple[Optional[int], slice]]:
-    """``(image, channels)`` groups that cover ``(B, C, H, W)`` planes (``image``
-    ``None``: the whole batch).
-
-    On CPU a group's transforms and their scratch buffers stay in cache and are
-    reused from group to group, where whole-grid transforms allocate (and
-    page-fault in) several grid-sized temporaries per call. On other devices
-    and under torch.compile the whole batch is one group.
-    """
-    batch, channels, height, width = planes.shape
-    if planes.device.type != 'cpu' or torch.compiler.is_compiling():
-        return [(None, slice(None))]
-    step = _FFT_GROUP_ELEMENTS // (height * (width // 2 + 1))
-    step = max(_FFT_GROUP_ALIGN, step - step % _FFT_GROUP_ALIGN)
-    if batch == 1 and step >= channels:
-        return [(None, slice(None))]
-    return [(b, slice(c, c + step)) for b in range(batch) for c in range(0, channels, step)]
-
-
 def _filter_planes(planes: torch.Tensor, filt: Optional[torch.Tensor],
                    visit: Optional[Callable] = None) -> Optional[torch.Tensor]:
     """``irfft2(rfft2(planes) * filt)`` of float32 ``(B, C, H, W)`` planes by channel
-    group, returned channels-last: a float32 ``(B, H, W, C)``.
+    group (``config.fft_channel_groups``), returned channels-last: a float32
+    ``(B, H, W, C)``.
 
     ``filt`` is a complex ``(C, H, W//2+1)`` (``None``: no inverse transform, returns
     ``None``). ``visit(index, group, spectrum)`` sees each group's spectrum
@@ -242,7 +275,9 @@ def _filter_planes(planes: torch.Tensor, filt: Optional[torch.Tensor],
     """
     batch, channels, height, width = planes.shape
     out = planes.new_empty(batch, height, width, channels) if filt is not None else None
-    for image, group in _plane_groups(planes):
+    groups = config.fft_channel_groups(planes.shape, config.decision_device(planes),
+                                       torch.compiler.is_compiling())
+    for image, group in groups:
         index = (slice(None) if image is None else image, group)
         spectrum = torch.fft.rfft2(planes[index], norm='ortho')
         if visit is not None:
@@ -304,7 +339,7 @@ class _GlobalFilterFunction(torch.autograd.Function):
         return (_cast(grad_x, ctx.dtype) if need_x else None), grad_filt
 
 
-class GlobalFilter(nn.Module):
+class GlobalFilter(EvalCacheMixin, nn.Module):
     """Global filter token mixer on a channels-last token grid.
 
     Args:
@@ -328,16 +363,18 @@ class GlobalFilter(nn.Module):
                 f'resize_mode={self.resize_mode!r}')
 
     def filter_for(self, size: Tuple[int, int], channels_first: bool = False) -> torch.Tensor:
-        """Complex filter ``(H, W//2+1, C)`` for a token grid of ``size``, or a
-        contiguous ``(C, H, W//2+1)`` with ``channels_first`` (memoised in eval)."""
+        """Complex64 filter ``(H, W//2+1, C)`` for a token grid of ``size``, or a
+        contiguous ``(C, H, W//2+1)`` with ``channels_first`` (memoised in eval).
+        Resized in float32, also under autocast."""
         weight = self.complex_weight.float()
         if tuple(size) == self.grid_size:
             resized = weight.permute(2, 0, 1, 3).contiguous() if channels_first else weight
         else:
             key = (tuple(size), channels_first, self.resize_mode,
                    parameter_key(self.complex_weight))
-            resized = memoize_in_eval(self, key, lambda: resize_filter(
-                weight, size, self.resize_mode, self.grid_size, channels_first).contiguous())
+            with torch.autocast(device_type=weight.device.type, enabled=False):
+                resized = memoize_in_eval(self, key, lambda: resize_filter(
+                    weight, size, self.resize_mode, self.grid_size, channels_first).contiguous())
         return torch.view_as_complex(resized)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -347,8 +384,11 @@ class GlobalFilter(nn.Module):
         innermost, so the layer transposes once in (tiled on CPU), multiplies in
         the planes' layout and writes the inverse transforms straight into a
         channels-last output, in float32 also under autocast; on CPU by groups
-        of channels (``_filter_planes``). See ``_GlobalFilterFunction``.
+        of channels (``_filter_planes``). See ``_GlobalFilterFunction``. With
+        the fast path off (``gfnet_dense.ops.fast_path``) this is ``forward_reference``.
         """
+        if not config.use_fast_path():
+            return self.forward_reference(x)
         filt = self.filter_for((x.shape[1], x.shape[2]), channels_first=True)
         with torch.autocast(device_type=x.device.type, enabled=False):
             return _GlobalFilterFunction.apply(x, filt)

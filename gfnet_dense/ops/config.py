@@ -1,0 +1,136 @@
+"""The fast-path switch and every device-dependent decision of the GFNet kernels.
+
+The model code (``gfnet_dense.models.gfnet`` / ``global_filter``) asks the pure
+functions below instead of testing devices itself, so that each decision can be
+read, tested and changed in one place. They take the device type explicitly;
+``decision_device(t)`` gives the one to pass, which ``force_device_type`` can
+override (the tests run the CUDA decisions on CPU tensors that way).
+
+The fast path (one autograd Function per global filter and per MLP, chunked CPU
+kernels, oneDNN inference MLP) is on by default; ``GFNET_FAST_PATH=0`` in the
+environment, ``set_fast_path(False)`` or ``with fast_path(False):`` make every
+``GFBlock`` and ``GlobalFilter`` run its plain formulation (``forward_reference``).
+"""
+import contextlib
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+
+#: CPU MLP: the ``4C``-wide hidden layer is computed in row chunks of about this
+#: many elements (8 MiB fp32), measured best on a 2-core CPU across the four
+#: GFNet-H stages at 512-2048 pixels.
+MLP_CHUNK_ELEMENTS = 1 << 21
+#: rows per MLP chunk never fall below this
+MLP_CHUNK_MIN_ROWS = 256
+#: CPU global filter: channels are transformed in groups whose spectrum has about
+#: this many elements (2 MiB complex64) ...
+FFT_GROUP_ELEMENTS = 1 << 18
+#: ... in multiples of this many channels (a 64-byte cache line of the
+#: channels-last fp32 output).
+FFT_GROUP_ALIGN = 16
+#: CPU channels-last -> channels-first transpose: elements per tile (2 MiB fp32).
+TRANSPOSE_TILE = 1 << 19
+
+#: oneDNN's fused linear (private torch API, what torch.compile emits on CPU)
+ONEDNN_LINEAR_AVAILABLE = (torch.backends.mkldnn.is_available()
+                           and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+                           and hasattr(torch.ops.mkldnn, '_reorder_linear_weight'))
+
+_state = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0',
+          'device_type': None}
+
+
+# ----------------------------------------------------------------- the switch
+def use_fast_path() -> bool:
+    """Whether ``GFBlock`` / ``GlobalFilter`` run their fast path (default: yes)."""
+    return _state['fast_path']
+
+
+def set_fast_path(enabled: bool) -> None:
+    """Turn the fast path on or off for the whole process."""
+    _state['fast_path'] = bool(enabled)
+
+
+@contextlib.contextmanager
+def fast_path(enabled: bool) -> Iterator[None]:
+    """``with fast_path(False):`` runs the plain formulation inside the block."""
+    previous = use_fast_path()
+    set_fast_path(enabled)
+    try:
+        yield
+    finally:
+        set_fast_path(previous)
+
+
+@contextlib.contextmanager
+def force_device_type(device_type: Optional[str]) -> Iterator[None]:
+    """Make ``decision_device`` answer ``device_type`` for every tensor (tests:
+    e.g. the CUDA decisions on CPU tensors); ``None`` restores the real one."""
+    previous = _state['device_type']
+    _state['device_type'] = device_type
+    try:
+        yield
+    finally:
+        _state['device_type'] = previous
+
+
+def decision_device(t: torch.Tensor) -> str:
+    """The device type the decisions below are taken for, for tensor ``t``."""
+    return _state['device_type'] or t.device.type
+
+
+# ---------------------------------------------------------------- decisions
+def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optional[int]:
+    """Hidden elements per MLP row chunk, or ``None`` for one chunk.
+
+    CPU only: there a fresh ``4C``-wide buffer costs more in page faults than the
+    arithmetic on it. With ``backward`` (weight gradients add up over the
+    chunks) float32 only, so that 16-bit gradients are one GEMM each, as in
+    ``nn.Linear``. Accelerators run one chunk.
+    """
+    if device_type != 'cpu' or (backward and dtype != torch.float32):
+        return None
+    return MLP_CHUNK_ELEMENTS
+
+
+def row_chunks(rows: int, hidden: int, chunk_elements: Optional[int]) -> List[slice]:
+    """Row slices for an MLP whose hidden layer is ``rows x hidden``: one slice, or
+    slices of about ``chunk_elements`` hidden elements each (at least
+    ``MLP_CHUNK_MIN_ROWS`` rows)."""
+    step = rows
+    if chunk_elements and rows * hidden > chunk_elements:
+        step = max(MLP_CHUNK_MIN_ROWS, chunk_elements // hidden)
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def use_onednn_mlp(device_type: str, dtype: torch.dtype, compiling: bool) -> bool:
+    """Inference MLP as two fused oneDNN linears on cached reordered weights: CPU
+    float32 eager only (torch.compile emits the same kernels itself)."""
+    return (ONEDNN_LINEAR_AVAILABLE and device_type == 'cpu' and dtype == torch.float32
+            and not compiling)
+
+
+def use_tiled_transpose(device_type: str, grad_enabled: bool, compiling: bool) -> bool:
+    """Channels-last -> channels-first by cache-sized tiles: CPU eager inference."""
+    return device_type == 'cpu' and not grad_enabled and not compiling
+
+
+def fft_channel_groups(shape: Sequence[int], device_type: str,
+                       compiling: bool) -> List[Tuple[Optional[int], slice]]:
+    """``(image, channels)`` groups that cover ``(B, C, H, W)`` planes (``image``
+    ``None``: the whole batch).
+
+    On CPU a group's transforms and their scratch buffers stay in cache and are
+    reused from group to group, where whole-grid transforms allocate (and
+    page-fault in) several grid-sized temporaries per call. On other devices
+    and under torch.compile the whole batch is one group.
+    """
+    batch, channels, height, width = shape
+    if device_type != 'cpu' or compiling:
+        return [(None, slice(None))]
+    step = FFT_GROUP_ELEMENTS // (height * (width // 2 + 1))
+    step = max(FFT_GROUP_ALIGN, step - step % FFT_GROUP_ALIGN)
+    if batch == 1 and step >= channels:
+        return [(None, slice(None))]
+    return [(b, slice(c, c + step)) for b in range(batch) for c in range(0, channels, step)]

@@ -1,0 +1,166 @@
+"""Mixed precision: the fast path is as accurate as the plain formulation.
+
+Every check runs one training step (forward, backward) in fp16 with loss scaling
+(as ``GradScaler``: the loss times the scale, the gradients divided by it) or
+bf16 autocast, and measures the relative error ``|a - a32| / |a32|`` of the
+output, the input gradient and every parameter gradient against a float32 run.
+The fast path's error must stay within ``2 x`` the plain formulation's
+(``gfnet_dense.ops.fast_path(False)``) plus ``EPS``.
+"""
+import pytest
+import torch
+from torch import nn
+
+from gfnet_dense import AFFNet, GFNetH
+from gfnet_dense.models import affnet
+from gfnet_dense.models.gfnet import GFNET_H_ARCHS, GFBlock
+from gfnet_dense.ops import fast_path
+
+PRECISIONS = {  # autocast dtype, loss scale
+    'fp16-scale1024': (torch.float16, 1024.0),
+    'fp16-scale65536': (torch.float16, 65536.0),
+    'bf16': (torch.bfloat16, 1.0),
+}
+LAYER_SCALES = (1e-6, 1e-5, 1e-3)
+GRIDS = {'stored': (16, 16), 'resized': (20, 24)}
+EPS = 1e-5
+# Gradient per output element: 1 for a block; 1e-3 for whole backbones, whose
+# patch-embedding gradients (sums over every pixel) would overflow fp16 at loss
+# scale 65536 in either formulation otherwise.
+BACKBONE_GRAD = 1e-3
+
+
+def _init_like_trunk(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+
+def train_step(model, x, targets, dtype=None, scale=1.0, fast=True):
+    """Output(s) and gradients (by parameter name, ``'input'`` for ``x``) of one
+    step on the loss ``sum_i <out_i, target_i>``, in float32.
+
+    Where ``x`` has all-zero tokens, ``'branch'`` is the output there: the
+    residual branch alone, which the sum with ``x`` would round away elsewhere.
+    """
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    with fast_path(fast), torch.autocast('cpu', dtype=dtype or torch.bfloat16,
+                                         enabled=dtype is not None):
+        outs = model(x)
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    loss = sum((o.float() * t).sum() for o, t in zip(outs, targets))
+    (loss * scale).backward()
+    values = {f'out{i}': o.detach().float() for i, o in enumerate(outs)}
+    if x.dim() == 4 and x.shape == outs[0].shape and (x == 0).all(-1).any():
+        values['branch'] = outs[0].detach().float()[(x == 0).all(-1)]
+    values['input'] = x.grad.float() / scale
+    values.update({n: p.grad.float() / scale for n, p in model.named_parameters()
+                   if p.grad is not None})
+    return values
+
+
+def relative_errors(values, truth):
+    return {k: ((v - truth[k]).norm() / truth[k].norm().clamp_min(1e-30)).item()
+            for k, v in values.items()}
+
+
+def assert_fast_as_accurate(model, x, targets, precision):
+    """Compare the fast path and the plain formulation under ``precision``."""
+    dtype, scale = PRECISIONS[precision]
+    truth = train_step(model, x, targets, fast=False)
+    fast = relative_errors(train_step(model, x, targets, dtype, scale, fast=True), truth)
+    plain = relative_errors(train_step(model, x, targets, dtype, scale, fast=False), truth)
+    assert fast.keys() == plain.keys() == truth.keys()
+    worse = {k: f'fast {fast[k]:.2e} plain {plain[k]:.2e}' for k in fast
+             if not fast[k] <= 2 * plain[k] + EPS}  # also catches NaN
+    assert not worse, worse
+    return fast, plain
+
+
+def _targets(outs_shapes, scale=1.0):
+    """Loss weights: the gradient every output element gets."""
+    return [scale * torch.randn(s) for s in outs_shapes]
+
+
+@pytest.mark.parametrize('precision', sorted(PRECISIONS))
+@pytest.mark.parametrize('grid', sorted(GRIDS))
+@pytest.mark.parametrize('layer_scale', LAYER_SCALES)
+def test_block(layer_scale, grid, precision):
+    torch.manual_seed(0)
+    block = GFBlock(96, GRIDS['stored'], layer_scale_init=layer_scale).train()
+    _init_like_trunk(block)
+    x = tokens_with_zero_rows(2, *GRIDS[grid], 96)
+    assert_fast_as_accurate(block, x, _targets([x.shape]), precision)
+
+
+def tokens_with_zero_rows(*shape):
+    """Random ``(B, H, W, C)`` tokens, every other grid row zero: there the block's
+    output is its residual branch alone (the filter mixes the other rows in)."""
+    x = torch.randn(*shape)
+    x[:, ::2] = 0
+    return x
+
+
+def _backbone(name):
+    """The variant's real widths and layer scale, one block per stage but two in
+    the third (depth only repeats blocks)."""
+    arch = dict(GFNET_H_ARCHS[name], depths=(1, 1, 2, 1), drop_path_rate=0.0)
+    return GFNetH(arch=arch).train()
+
+
+@pytest.mark.parametrize('precision', ['fp16-scale65536', 'bf16'])
+@pytest.mark.parametrize('name', ['ti', 's', 'b'])
+def test_gfnet_h_backbone(name, precision):
+    torch.manual_seed(0)
+    model = _backbone(name)
+    x = torch.randn(2, 3, 64, 80)  # every grid resized from the 224 pretraining grids
+    shapes = [o.shape for o in model(x)]
+    assert_fast_as_accurate(model, x, _targets(shapes, BACKBONE_GRAD), precision)
+
+
+def plain_aff_filter(self, z):
+    """AFFNet's filter as plainly written: FFTs in float32, the mask MLP left to
+    autocast (the module computes it inside its float32 island)."""
+    spectrum = torch.fft.rfft2(z.float(), norm='ortho')
+    filtered = spectrum * self.mask(spectrum)
+    return z + torch.fft.irfft2(filtered, s=z.shape[-2:], norm='ortho').to(z.dtype)
+
+
+@pytest.mark.parametrize('precision', ['fp16-scale65536', 'bf16'])
+def test_affnet(precision, monkeypatch):
+    # AFFNet has no separate fast path in training: its module is compared with the
+    # plain formulation above, swapped in where the GFNet models turn the fast path off
+    original = affnet.AdaptiveFrequencyFilter.forward
+
+    def forward(self, z):
+        from gfnet_dense.ops import use_fast_path
+        return original(self, z) if use_fast_path() else plain_aff_filter(self, z)
+
+    monkeypatch.setattr(affnet.AdaptiveFrequencyFilter, 'forward', forward)
+    torch.manual_seed(0)
+    model = AFFNet(arch='et').train()
+    x = torch.randn(2, 3, 64, 80)
+    shapes = [o.shape for o in model(x)]
+    assert_fast_as_accurate(model, x, _targets(shapes, BACKBONE_GRAD), precision)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('layer_scale', LAYER_SCALES)
+def test_inference_with_16bit_weights(dtype, layer_scale):
+    """A block converted with ``.half()`` / ``.bfloat16()``: no autocast, no autograd."""
+    torch.manual_seed(0)
+    block = GFBlock(96, GRIDS['stored'], layer_scale_init=layer_scale).eval()
+    _init_like_trunk(block)
+    x = tokens_with_zero_rows(2, *GRIDS['resized'], 96)
+    branch = (x == 0).all(-1)
+    with torch.no_grad():
+        truth = block.forward_reference(x)[branch]
+        block.to(dtype)
+        fast = block(x.to(dtype))[branch].float()
+        with fast_path(False):
+            plain = block(x.to(dtype))[branch].float()
+    error = {name: ((v - truth).norm() / truth.norm()).item()
+             for name, v in (('fast', fast), ('plain', plain))}
+    assert error['fast'] <= 2 * error['plain'] + EPS, error
