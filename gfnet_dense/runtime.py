@@ -12,13 +12,6 @@ import torch
 CPU_NOTE = 'no GPU found: using the gloo backend and plain BatchNorm instead of SyncBN'
 
 
-def install_checkpoint_loader() -> None:
-    """Apply the safe checkpoint policy to MMEngine's loaders for the rest of this
-    process (transitional: the tools will use ``safe_checkpoint_loading()``)."""
-    from .safe_loading import safe_checkpoint_loading
-    safe_checkpoint_loading().__enter__()
-
-
 def parse_with_launcher_args(parser, argv=None):
     """Add the options train and test share (--cfg-options, --launcher, --local-rank) and parse."""
     from mmengine.config import DictAction

@@ -1,7 +1,7 @@
-"""Convert GFNet checkpoints between layouts, optionally resizing to another resolution.
+"""Convert GFNet / AFFNet checkpoints between layouts, optionally resizing to another resolution.
 
     python tools/convert_checkpoint.py SRC DST --model gfnet_h_s [--to released|backbone]
-        [--img-size 384] [--filter-resize bicubic|bilinear|spatial]
+        [--img-size 384] [--filter-resize bicubic|bilinear|spatial] [--format pth|safetensors]
 
 SRC may be a released file (``{'model': ...}``), a ``tools/pretrain.py``
 checkpoint, a plain state dict, a backbone file written by this tool or an
@@ -9,32 +9,55 @@ MMEngine segmentor / detector checkpoint (its ``backbone.*`` weights).
 
 ``--to released`` writes ``{'model': state_dict}`` in the released classifier
 layout (needs a classification head in SRC); ``--to backbone`` writes
-``{'state_dict': ...}`` of the ``GFNetH`` / ``GFNet`` backbone for MMSeg / MMDet
-``init_cfg``. ``--img-size`` resizes ``pos_embed`` and the global filters to that
-resolution. The result is verified by loading it strictly before it is written.
+``{'state_dict': ...}`` of the ``GFNetH`` / ``GFNet`` / ``AFFNet`` backbone for
+MMSeg / MMDet ``init_cfg``. ``--img-size`` resizes ``pos_embed`` and the global
+filters to that resolution (AFFNet has no size-dependent weights: it ignores
+``--img-size`` and ``--filter-resize``). A DST ending in ``.safetensors`` gets the
+same weights as a flat safetensors file with ``layout`` (released / backbone),
+``model`` and ``img_size`` in its metadata (``--format`` only confirms the choice:
+readers tell safetensors files by that suffix).
+
+Nothing is written unless the result loads strictly into a freshly built model:
+the file is written under a temporary name, read back and loaded, and only then
+renamed to DST.
 """
 import argparse
+import os
 import os.path as osp
 import sys
+import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from gfnet_dense.models import GFNet, GFNetH  # noqa: E402
+from gfnet_dense.models import (AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS, AFFNet,  # noqa: E402
+                                GFNet, GFNetH)
 from gfnet_dense.models.checkpoint import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
                                            load_into, read_checkpoint, unwrap_state_dict)
-from gfnet_dense.models.gfnet import GFNET_ARCHS, GFNET_H_ARCHS  # noqa: E402
 
 MODELS = {f'gfnet_{a}': (GFNet, a) for a in GFNET_ARCHS}
 MODELS.update({f'gfnet_h_{a}': (GFNetH, a) for a in GFNET_H_ARCHS})
+MODELS.update({f'affnet_{a}': (AFFNet, a) for a in AFFNET_ARCHS})
+FILE_KEYS = {'released': 'model', 'backbone': 'state_dict'}
+
+
+def _size_free(name: str) -> bool:
+    return MODELS[name][0] is AFFNet
 
 
 def backbone_for(name: str, img_size: int, filter_resize: str):
     """The backbone with default outputs (all four stages / quarter blocks)."""
     cls, arch = MODELS[name]
+    if _size_free(name):
+        return cls(arch=arch)
     return cls(arch=arch, pretrain_img_size=img_size, filter_resize=filter_resize)
+
+
+def classifier_for(name: str, num_classes: int, img_size: int, filter_resize: str):
+    sizes = {} if _size_free(name) else dict(img_size=img_size, filter_resize=filter_resize)
+    return timm.create_model(name, num_classes=num_classes, **sizes)
 
 
 def to_released(src: str, name: str, img_size: int, filter_resize: str) -> dict:
@@ -42,41 +65,69 @@ def to_released(src: str, name: str, img_size: int, filter_resize: str) -> dict:
     if 'head.weight' not in weights:
         raise CheckpointMismatchError('the source has no classification head (head.weight); '
                                       'convert it with --to backbone instead')
-    num_classes = weights['head.weight'].shape[0]
-    model = timm.create_model(name, num_classes=num_classes, img_size=img_size,
-                              filter_resize=filter_resize)
+    model = classifier_for(name, weights['head.weight'].shape[0], img_size, filter_resize)
     load_into(model, adapt_state_dict(weights, model))
-    return {'model': model.state_dict()}
+    return model.state_dict()
 
 
 def to_backbone(src: str, name: str, img_size: int, filter_resize: str) -> dict:
     backbone = backbone_for(name, img_size, filter_resize)
     backbone.init_cfg = dict(type='Pretrained', checkpoint=src)
     backbone.init_weights()  # the loader MMSeg / MMDet use: any layout, strict
-    return {'state_dict': backbone.state_dict()}
+    return backbone.state_dict()
+
+
+def check_destination(dst: str, fmt: str) -> None:
+    if osp.isdir(dst):
+        raise ValueError(f'DST {dst!r} is a directory; give a file name, '
+                         f'e.g. {osp.join(dst, "converted." + fmt)}')
+    folder = osp.dirname(osp.abspath(dst))
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'the folder of DST, {folder!r}, does not exist; create it first')
+
+
+def save(state: dict, path: str, fmt: str, metadata: dict) -> None:
+    if fmt == 'safetensors':
+        from safetensors.torch import save_file
+        save_file({k: v.detach().clone(memory_format=torch.contiguous_format)
+                   for k, v in state.items()}, path, metadata=metadata)
+    else:
+        torch.save({FILE_KEYS[metadata['layout']]: state}, path)
+
+
+def verify(state: dict, name: str, layout: str, img_size: int, filter_resize: str) -> None:
+    """Strict load into a freshly built model of the layout."""
+    if layout == 'released':
+        model = classifier_for(name, state['head.weight'].shape[0], img_size, filter_resize)
+    else:
+        model = backbone_for(name, img_size, filter_resize)
+    load_into(model, state)
 
 
 def convert(src: str, dst: str, model: str, to: str = 'released', img_size: int = 224,
-            filter_resize: str = 'bicubic') -> None:
+            filter_resize: str = 'bicubic', fmt: str = None) -> None:
     if model not in MODELS:
         raise ValueError(f'unknown --model {model!r}; choose one of {sorted(MODELS)}')
-    convert_fn = to_released if to == 'released' else to_backbone
-    result = convert_fn(src, model, img_size, filter_resize)
-    torch.save(result, dst)
-    verify(dst, model, to, img_size, filter_resize)
-
-
-def verify(path: str, model: str, to: str, img_size: int, filter_resize: str) -> None:
-    """Reload the written file the way users will, strictly."""
-    if to == 'released':
-        weights = torch.load(path, map_location='cpu', weights_only=True)['model']
-        net = timm.create_model(model, num_classes=weights['head.weight'].shape[0],
-                                img_size=img_size, filter_resize=filter_resize)
-        net.load_state_dict(weights)
-    else:
-        backbone = backbone_for(model, img_size, filter_resize)
-        backbone.init_cfg = dict(type='Pretrained', checkpoint=path)
-        backbone.init_weights()
+    by_suffix = 'safetensors' if dst.endswith('.safetensors') else 'pth'
+    if fmt not in (None, by_suffix):
+        raise ValueError(f'--format {fmt} does not match DST {dst!r}: checkpoint readers tell '
+                         'safetensors files by their .safetensors suffix; name DST accordingly')
+    fmt = by_suffix
+    check_destination(dst, fmt)
+    state = (to_released if to == 'released' else to_backbone)(src, model, img_size, filter_resize)
+    metadata = dict(layout=to, model=model, img_size=str(img_size))
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dst)}.', suffix=f'.{fmt}',
+                               dir=osp.dirname(osp.abspath(dst)))
+    os.close(fd)
+    try:
+        save(state, tmp, fmt, metadata)
+        written = read_checkpoint(tmp)  # as users will read it
+        verify(written if fmt == 'safetensors' else written[FILE_KEYS[to]], model, to,
+               img_size, filter_resize)
+        os.replace(tmp, dst)  # DST is replaced only by a verified, complete file
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
 
 
 def main(argv=None):
@@ -86,16 +137,19 @@ def main(argv=None):
     parser.add_argument('--model', required=True, help=f'one of {sorted(MODELS)}')
     parser.add_argument('--to', choices=['released', 'backbone'], default='released')
     parser.add_argument('--img-size', type=int, default=224,
-                        help='resolution to resize pos_embed and filters to')
+                        help='resolution to resize pos_embed and filters to (GFNet only)')
     parser.add_argument('--filter-resize', default='bicubic',
                         choices=['bicubic', 'bilinear', 'spatial'])
+    parser.add_argument('--format', choices=['pth', 'safetensors'], default=None,
+                        help='file format; must match DST (safetensors for *.safetensors)')
     args = parser.parse_args(argv)
     try:
-        convert(args.src, args.dst, args.model, args.to, args.img_size, args.filter_resize)
+        convert(args.src, args.dst, args.model, args.to, args.img_size, args.filter_resize,
+                args.format)
     except (CheckpointMismatchError, FileNotFoundError, ValueError) as err:
         sys.exit(f'error: {err}')
-    print(f'wrote {args.dst} ({args.to} layout, {args.model} at {args.img_size}), '
-          'verified by a strict load')
+    size = '' if _size_free(args.model) else f' at {args.img_size}'
+    print(f'wrote {args.dst} ({args.to} layout, {args.model}{size}), verified by a strict load')
 
 
 if __name__ == '__main__':

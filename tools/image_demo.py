@@ -1,47 +1,92 @@
-"""Run a trained model on one image and save the drawing as a PNG.
+"""Run a trained model on one image and save the drawing as an image file.
 
 Segmentation configs give a colour overlay of the predicted classes; detection
 configs draw boxes and masks. The config's default_scope decides.
 
     python tools/image_demo.py IMAGE CONFIG CHECKPOINT --out result.png [--device cpu]
+
+The checkpoint must fit the config's model exactly (every missing, unexpected or
+misshapen weight is listed otherwise). Class names and colours come from the
+checkpoint's ``meta['dataset_meta']``, else from the config's test dataset.
+Grayscale, palette and RGBA images are converted to colour (alpha dropped).
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
+import warnings
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmcv  # noqa: E402
+import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.runtime import install_checkpoint_loader  # noqa: E402
+from gfnet_dense.model_checks import check_model_widths, load_checked  # noqa: E402
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
-def draw_segmentation(image_path, cfg, checkpoint, out, device, opacity):
+def read_bgr(path: str) -> np.ndarray:
+    """The image as 8-bit BGR: grayscale, palette, 16-bit and RGBA (alpha dropped) converted
+    as the pipelines' LoadImageFromFile converts them."""
+    image = mmcv.imread(path, flag='color', channel_order='bgr')
+    if image is None:
+        raise ValueError(f'{path!r} is not an image file OpenCV can read')
+    return image
+
+
+def dataset_meta(cfg, checkpoint: dict) -> dict:
+    """Classes and palette: the checkpoint's meta when it has them, else the config's test set."""
+    meta = (checkpoint.get('meta') or {}).get('dataset_meta')
+    if meta:
+        return {k.lower(): v for k, v in meta.items()}
+    from mmengine.registry import DATASETS
+    dataset = copy.deepcopy(cfg.test_dataloader.dataset)
+    while 'dataset' in dataset or 'datasets' in dataset:  # RepeatDataset, ConcatDataset
+        dataset = dataset.get('dataset') or dataset['datasets'][0]
+    dataset['lazy_init'] = True  # only the metainfo: no files are read
+    return dict(DATASETS.build(dataset).metainfo)
+
+
+def build(init_fn, cfg, checkpoint_path, device):
+    """The config's model with the checkpoint loaded strictly, and its dataset_meta."""
+    with warnings.catch_warnings():  # mmdet warns that no checkpoint means COCO classes
+        warnings.simplefilter('ignore')
+        model = init_fn(cfg, None, device=device)
+    checkpoint = load_checked(model, checkpoint_path)
+    model.dataset_meta = dataset_meta(model.cfg, checkpoint)
+    return model
+
+
+def draw_segmentation(image, cfg, checkpoint, out, device, opacity):
     from mmseg.apis import inference_model, init_model
     from mmseg.visualization import SegLocalVisualizer
-    model = init_model(cfg, checkpoint, device=device)
-    result = inference_model(model, image_path)
+    model = build(init_model, cfg, checkpoint, device)
+    result = inference_model(model, image)
     visualizer = SegLocalVisualizer(vis_backends=[dict(type='LocalVisBackend')],
                                     save_dir=osp.dirname(out) or '.', alpha=opacity)
-    visualizer.dataset_meta = model.dataset_meta
-    image = mmcv.imread(image_path, channel_order='rgb')
-    visualizer.add_datasample('result', image, result, draw_gt=False, show=False,
+    meta = model.dataset_meta
+    classes = meta.setdefault('classes', [str(i) for i in range(model.decode_head.num_classes)])
+    if len(meta.get('palette') or ()) < len(classes):  # no colours saved: fixed random ones
+        meta['palette'] = np.random.RandomState(42).randint(0, 256, (len(classes), 3)).tolist()
+    visualizer.dataset_meta = meta
+    visualizer.add_datasample('result', image[..., ::-1], result, draw_gt=False, show=False,
                               out_file=out, with_labels=False)
     return result
 
 
-def draw_detection(image_path, cfg, checkpoint, out, device, score_thr):
+def draw_detection(image, cfg, checkpoint, out, device, score_thr):
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
-    model = init_detector(cfg, checkpoint, device=device)
-    result = inference_detector(model, image_path)
+    model = build(init_detector, cfg, checkpoint, device)
+    model.dataset_meta.setdefault('palette', 'random')
+    result = inference_detector(model, image)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
-    image = mmcv.imread(image_path, channel_order='rgb')
-    visualizer.add_datasample('result', image, result, draw_gt=False, show=False,
+    visualizer.add_datasample('result', image[..., ::-1], result, draw_gt=False, show=False,
                               out_file=out, pred_score_thr=score_thr)
     return result
 
@@ -51,21 +96,26 @@ def main(argv=None):
     parser.add_argument('image')
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--out', default='result.png', help='PNG to write')
+    parser.add_argument('--out', default='result.png',
+                        help=f'image file to write ({", ".join(IMAGE_EXTENSIONS)})')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation overlay')
     parser.add_argument('--score-thr', type=float, default=0.3, help='detection boxes')
     args = parser.parse_args(argv)
+    if osp.splitext(args.out)[1].lower() not in IMAGE_EXTENSIONS:
+        parser.error(f'--out {args.out!r} is not an image file name: it must end in '
+                     f'{", ".join(IMAGE_EXTENSIONS)}')
     for path in (args.image, args.config, args.checkpoint):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path!r} does not exist')
-    install_checkpoint_loader()
     cfg = Config.fromfile(args.config)
+    check_model_widths(cfg)
+    image = read_bgr(args.image)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if cfg.get('default_scope') == 'mmdet':
-        draw_detection(args.image, cfg, args.checkpoint, args.out, args.device, args.score_thr)
+        draw_detection(image, cfg, args.checkpoint, args.out, args.device, args.score_thr)
     else:
-        draw_segmentation(args.image, cfg, args.checkpoint, args.out, args.device, args.opacity)
+        draw_segmentation(image, cfg, args.checkpoint, args.out, args.device, args.opacity)
     print(f'wrote {args.out}')
 
 

@@ -72,8 +72,9 @@ def parse_args(argv=None):
     p.add_argument('--reprob', type=float, default=0.25, help='random erasing probability')
     p.add_argument('--color-jitter', type=float, default=0.4)
     # engineering
-    p.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none',
-                   help='autocast dtype; the FFT itself always runs in float32')
+    p.add_argument('--amp', nargs='?', const='fp16', choices=['none', 'bf16', 'fp16'],
+                   default='none', help='autocast dtype (--amp alone: fp16 with dynamic loss '
+                   'scaling; bf16 needs no scaling); the FFT itself always runs in float32')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--compile', action='store_true', help='torch.compile the model')
     p.add_argument('--model-ema', action='store_true')
@@ -171,6 +172,44 @@ def load_finetune(model, path: str) -> None:
     load_into(model, state, allowed_missing={'head.weight', 'head.bias'})
 
 
+def create_model(args, num_classes: int):
+    """The classifier at ``--input-size``; models without size-dependent weights
+    (AFFNet, CNNs) take no ``img_size`` and run at any size as they are."""
+    kwargs = dict(num_classes=num_classes)
+    if args.drop_path is not None:
+        kwargs['drop_path_rate'] = args.drop_path
+    try:
+        return timm.create_model(args.model, img_size=args.input_size, **kwargs)
+    except TypeError as err:
+        if 'img_size' not in str(err):
+            raise
+        return timm.create_model(args.model, **kwargs)
+
+
+TRAINING_STATE = ('model', 'optimizer', 'scheduler', 'epoch')
+
+
+def read_training_checkpoint(path: str) -> dict:
+    """A checkpoint.pth of this tool, or an error that says what ``path`` is instead."""
+    ckpt = read_checkpoint(path)
+    keys = set(ckpt) if isinstance(ckpt, dict) else set()
+    lacking = [k for k in TRAINING_STATE if k not in keys]
+    if not lacking:
+        return ckpt
+    todo = f'to train from its weights, start a new run with --finetune {path}'
+    if {'meta', 'state_dict'} <= keys:
+        what = 'an MMEngine checkpoint (a segmentor or detector of tools/train.py)'
+        todo = 'continue that run with tools/train.py --resume'
+    elif 'model' in keys:
+        what = "a weights file ({'model': ...}: released, or tools/convert_checkpoint.py output)"
+    elif 'state_dict' in keys:
+        what = 'a backbone file (tools/convert_checkpoint.py --to backbone)'
+    else:
+        what = 'a plain state dict'
+    raise ValueError(f'--resume {path!r} is {what}, not a training checkpoint of '
+                     f'tools/pretrain.py: it has no {", ".join(lacking)}; {todo}')
+
+
 # --------------------------------------------------------------------------- loops
 def autocast(args, device):
     if args.amp == 'none':
@@ -262,12 +301,9 @@ def main(argv=None):
     setup_logging(args.output_dir, rank)
     torch.manual_seed(args.seed + rank)
 
-    kwargs = dict(img_size=args.input_size)
-    if args.drop_path is not None:
-        kwargs['drop_path_rate'] = args.drop_path
     train_loader, val_loader, found_classes = build_loaders(args, rank, world_size)
     num_classes = args.num_classes or found_classes
-    model = timm.create_model(args.model, num_classes=num_classes, **kwargs)
+    model = create_model(args, num_classes)
     if args.finetune:
         load_finetune(model, args.finetune)
     model.to(device)
@@ -286,7 +322,7 @@ def main(argv=None):
 
     start_epoch = 0
     if args.resume:
-        ckpt = read_checkpoint(args.resume)
+        ckpt = read_training_checkpoint(args.resume)
         load_into(model, adapt_state_dict(ckpt, model))
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['scheduler'])

@@ -2,6 +2,10 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
         [--tta] [--cfg-options key=value ...] [--launcher pytorch]
+
+The checkpoint must fit the config's model: any missing, unexpected or misshapen
+weight stops the tool before evaluating (MMEngine alone would load what fits and
+evaluate the rest at random).
 """
 import argparse
 import os.path as osp
@@ -15,9 +19,11 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
+from gfnet_dense.model_checks import check_checkpoint_fits  # noqa: E402
 from gfnet_dense.runtime import (check_data_paths, init_cpu_distributed,  # noqa: E402
-                                 install_checkpoint_loader, parse_with_launcher_args,
+                                 parse_with_launcher_args,
                                  prepare_config)
+from gfnet_dense.safe_loading import safe_checkpoint_loading  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -66,7 +72,6 @@ def _enable_output(cfg, out: str) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    install_checkpoint_loader()
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = prepare_config(Config.fromfile(args.config), launcher=args.launcher,
@@ -83,7 +88,9 @@ def main(argv=None):
     if not torch.cuda.is_available():
         init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.test()
+    check_checkpoint_fits(runner.model, args.checkpoint)
+    with safe_checkpoint_loading():  # MMEngine loads the checkpoint under the policy
+        runner.test()
 
 
 if __name__ == '__main__':

@@ -1,7 +1,10 @@
 """Train an MMSeg or MMDet model from a config (the config's default_scope decides).
 
-    python tools/train.py configs/upernet_gfnet_h_s_ade20k.py [--work-dir DIR] [--amp]
+    python tools/train.py configs/upernet_gfnet_h_s_ade20k.py [--work-dir DIR] [--amp [bf16]]
         [--resume [CKPT]] [--cfg-options key=value ...] [--launcher pytorch]
+
+A checkpoint to resume from (or ``load_from``) must fit the config's model: any
+missing, unexpected or misshapen weight stops the run before the first iteration.
 """
 import argparse
 import os.path as osp
@@ -15,9 +18,11 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
+from gfnet_dense.model_checks import check_run_checkpoint  # noqa: E402
 from gfnet_dense.runtime import (CPU_NOTE, check_data_paths,  # noqa: E402
-                                 init_cpu_distributed, install_checkpoint_loader,
+                                 init_cpu_distributed,
                                  parse_with_launcher_args, prepare_config)
+from gfnet_dense.safe_loading import safe_checkpoint_loading  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -25,7 +30,12 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: work_dirs/<config name>)')
-    parser.add_argument('--amp', action='store_true', help='mixed precision training (GPU)')
+    parser.add_argument('--amp', nargs='?', const='fp16', default='none',
+                        choices=['none', 'fp16', 'bf16'],
+                        help='mixed precision training on GPU (MMEngine AmpOptimWrapper): '
+                        '--amp alone is fp16 with dynamic loss scaling (the default dtype), '
+                        '--amp bf16 is bfloat16 without loss scaling (Ampere or newer); '
+                        'give it after CONFIG')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                         help='resume from CKPT, or from the latest checkpoint in the work '
                         'dir when no path is given')
@@ -34,7 +44,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    install_checkpoint_loader()
     cfg = prepare_config(Config.fromfile(args.config), launcher=args.launcher,
                          work_dir=args.work_dir, config_path=args.config,
                          cfg_options=args.cfg_options, amp=args.amp)
@@ -49,7 +58,9 @@ def main(argv=None):
         print(CPU_NOTE, flush=True)
         init_cpu_distributed(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    check_run_checkpoint(runner, cfg)
+    with safe_checkpoint_loading():  # MMEngine loads the checkpoint under the policy
+        runner.train()
 
 
 if __name__ == '__main__':
