@@ -1,3 +1,4 @@
-_base_ = './fpn_gfnet_h_s_ade20k.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-b.pth'
-model = dict(backbone=dict(arch='b', init_cfg=dict(checkpoint=pretrained_checkpoint)))
+# Semantic FPN + GFNet-H-B on ADE20K, PVT setting (recipe: _base_/fpn_ade20k.py).
+_base_ = './_base_/fpn_ade20k.py'
+
+model = dict(backbone={{_base_.gfnet_h_b}}, neck=dict(in_channels={{_base_.gfnet_h_b_channels}}))

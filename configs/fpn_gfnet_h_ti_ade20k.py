@@ -1,5 +1,4 @@
-_base_ = './fpn_gfnet_h_s_ade20k.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-ti.pth'
-model = dict(
-    backbone=dict(arch='ti', init_cfg=dict(checkpoint=pretrained_checkpoint)),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+# Semantic FPN + GFNet-H-Ti on ADE20K, PVT setting (recipe: _base_/fpn_ade20k.py).
+_base_ = './_base_/fpn_ade20k.py'
+
+model = dict(backbone={{_base_.gfnet_h_ti}}, neck=dict(in_channels={{_base_.gfnet_h_ti_channels}}))

@@ -1,3 +1,4 @@
-_base_ = './mask_rcnn_gfnet_h_s_fpn_3x_ms_coco.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-b.pth'
-model = dict(backbone=dict(arch='b', init_cfg=dict(checkpoint=pretrained_checkpoint)))
+# Mask R-CNN + GFNet-H-B, FPN, 3x multi-scale on COCO (recipe: _base_/mask_rcnn_coco_3x_ms.py).
+_base_ = './_base_/mask_rcnn_coco_3x_ms.py'
+
+model = dict(backbone={{_base_.gfnet_h_b}}, neck=dict(in_channels={{_base_.gfnet_h_b_channels}}))

@@ -1,5 +1,4 @@
-_base_ = './mask_rcnn_gfnet_h_s_fpn_1x_coco.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-ti.pth'
-model = dict(
-    backbone=dict(arch='ti', init_cfg=dict(checkpoint=pretrained_checkpoint)),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+# Mask R-CNN + GFNet-H-Ti, FPN, 1x on COCO (recipe: _base_/mask_rcnn_coco_1x.py).
+_base_ = './_base_/mask_rcnn_coco_1x.py'
+
+model = dict(backbone={{_base_.gfnet_h_ti}}, neck=dict(in_channels={{_base_.gfnet_h_ti_channels}}))

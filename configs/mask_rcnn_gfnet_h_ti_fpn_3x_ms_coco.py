@@ -1,5 +1,4 @@
-_base_ = './mask_rcnn_gfnet_h_s_fpn_3x_ms_coco.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-ti.pth'
-model = dict(
-    backbone=dict(arch='ti', init_cfg=dict(checkpoint=pretrained_checkpoint)),
-    neck=dict(in_channels=[64, 128, 256, 512]))
+# Mask R-CNN + GFNet-H-Ti, FPN, 3x multi-scale on COCO (recipe: _base_/mask_rcnn_coco_3x_ms.py).
+_base_ = './_base_/mask_rcnn_coco_3x_ms.py'
+
+model = dict(backbone={{_base_.gfnet_h_ti}}, neck=dict(in_channels={{_base_.gfnet_h_ti_channels}}))

@@ -1,3 +1,4 @@
-_base_ = './retinanet_gfnet_h_s_fpn_1x_coco.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-b.pth'
-model = dict(backbone=dict(arch='b', init_cfg=dict(checkpoint=pretrained_checkpoint)))
+# RetinaNet + GFNet-H-B, FPN, 1x on COCO (recipe: _base_/retinanet_coco.py).
+_base_ = './_base_/retinanet_coco.py'
+
+model = dict(backbone={{_base_.gfnet_h_b_s8}}, neck=dict(in_channels=[192, 384, 768]))

@@ -1,5 +1,4 @@
-_base_ = './retinanet_gfnet_h_s_fpn_1x_coco.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-ti.pth'
-model = dict(
-    backbone=dict(arch='ti', init_cfg=dict(checkpoint=pretrained_checkpoint)),
-    neck=dict(in_channels=[128, 256, 512]))
+# RetinaNet + GFNet-H-Ti, FPN, 1x on COCO (recipe: _base_/retinanet_coco.py).
+_base_ = './_base_/retinanet_coco.py'
+
+model = dict(backbone={{_base_.gfnet_h_ti_s8}}, neck=dict(in_channels=[128, 256, 512]))

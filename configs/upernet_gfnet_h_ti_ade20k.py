@@ -1,6 +1,7 @@
-_base_ = './upernet_gfnet_h_s_ade20k.py'
-pretrained_checkpoint = 'pretrained/gfnet-h-ti.pth'
+# UperNet + GFNet-H-Ti on ADE20K (recipe: _base_/upernet_ade20k.py).
+_base_ = './_base_/upernet_ade20k.py'
+
 model = dict(
-    backbone=dict(arch='ti', init_cfg=dict(checkpoint=pretrained_checkpoint)),
-    decode_head=dict(in_channels=[64, 128, 256, 512]),
+    backbone={{_base_.gfnet_h_ti}},
+    decode_head=dict(in_channels={{_base_.gfnet_h_ti_channels}}),
     auxiliary_head=dict(in_channels=256))

@@ -1,17 +1,11 @@
 # UperNet + isotropic GFNet-S (stride 16) on ADE20K. A multi-level neck turns the
 # four stride-16 block outputs into strides 4/8/16/32, as mmseg does for ViT.
-_base_ = ['mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py', './_base_/gfnet.py']
+_base_ = ['mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py',
+          './_base_/gfnet.py', './_base_/backbones.py']
 
-# ImageNet-pretrained isotropic GFNet-S (released gfnet-s.pth or tools/pretrain.py output)
-pretrained_checkpoint = 'pretrained/gfnet-s.pth'
 model = dict(
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='GFNet',
-        arch='s',
-        out_indices=(3, 8, 13, 18),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained_checkpoint)),
+    backbone={{_base_.gfnet_s}},
     neck=dict(in_channels=[384, 384, 384, 384], out_channels=384),
     decode_head=dict(in_channels=[384, 384, 384, 384]),
     auxiliary_head=dict(in_channels=384))
