@@ -13,6 +13,8 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .ops._torch_private import LINEAR_POINTWISE
+
 aten = torch.ops.aten
 
 
@@ -46,10 +48,10 @@ def _linear(input_shape, *args, out_shape=None, **kwargs) -> int:
 
 EXTRA_FORMULAS = {aten._fft_r2c: _r2c, aten._fft_c2r: _c2r,
                   aten._fft_c2c: _c2c, aten.native_layer_norm: _layer_norm}
-if hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+if LINEAR_POINTWISE is not None:
     # oneDNN linear with a fused epilogue (GFBlock's inference MLP on CPU); every
     # overload takes the input first, and the output's last dim is the layer's width
-    EXTRA_FORMULAS[torch.ops.mkldnn._linear_pointwise] = _linear
+    EXTRA_FORMULAS[LINEAR_POINTWISE] = _linear
 
 
 @torch.no_grad()

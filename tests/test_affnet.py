@@ -4,7 +4,7 @@ import timm
 import torch
 
 from gfnet_dense import AFFNet, CheckpointMismatchError
-from gfnet_dense.models.affnet import AdaptiveFrequencyFilter
+from gfnet_dense.layers import AdaptiveFrequencyFilter
 
 PAPER_PARAMS_M = {'affnet_et': 1.4, 'affnet_t': 2.6, 'affnet_s': 5.5}
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gfnet_dense import AFFNet, GFNetH
-from gfnet_dense.models import affnet
+from gfnet_dense.layers import AdaptiveFrequencyFilter
 from gfnet_dense.models.gfnet import GFNET_H_ARCHS, GFBlock
 from gfnet_dense.ops import fast_path
 
@@ -132,13 +132,13 @@ def plain_aff_filter(self, z):
 def test_affnet(precision, monkeypatch):
     # AFFNet has no separate fast path in training: its module is compared with the
     # plain formulation above, swapped in where the GFNet models turn the fast path off
-    original = affnet.AdaptiveFrequencyFilter.forward
+    original = AdaptiveFrequencyFilter.forward
 
     def forward(self, z):
         from gfnet_dense.ops import use_fast_path
         return original(self, z) if use_fast_path() else plain_aff_filter(self, z)
 
-    monkeypatch.setattr(affnet.AdaptiveFrequencyFilter, 'forward', forward)
+    monkeypatch.setattr(AdaptiveFrequencyFilter, 'forward', forward)
     torch.manual_seed(0)
     model = AFFNet(arch='et').train()
     x = torch.randn(2, 3, 64, 80)

@@ -6,7 +6,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from gfnet_dense import CheckpointMismatchError, GFNet, GFNetH
-from gfnet_dense.models.global_filter import infer_grid_size
+from gfnet_dense.layers import infer_grid_size
 from gfnet_dense.serialization import UnsafeCheckpointError
 
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1], layer_scale_init=1e-2)

@@ -7,12 +7,12 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from gfnet_dense import GFNetH
-from gfnet_dense.models.gfnet import GFBlock, resize_pos_embed
-from gfnet_dense.models.global_filter import (GlobalFilter, resize_filter,
-                                              resize_filter_frequency, to_channels_first)
+from gfnet_dense.layers import (GlobalFilter, resize_filter, resize_filter_frequency,
+                                resize_pos_embed)
+from gfnet_dense.models.gfnet import GFBlock
 from gfnet_dense.ops import (config, fast_path, fft_channel_groups, force_device_type,
-                             mlp_row_chunk, set_fast_path, use_fast_path, use_onednn_mlp,
-                             use_tiled_transpose)
+                             mlp_row_chunk, set_fast_path, to_channels_first, use_fast_path,
+                             use_onednn_mlp, use_tiled_transpose)
 
 TOL = dict(atol=2e-5, rtol=1e-4)
 
@@ -149,8 +149,10 @@ def test_switch_runs_the_plain_formulation():
 
 
 def test_environment_variable_turns_the_fast_path_off(monkeypatch):
-    # a fresh copy of the config module, as a new process would import it
-    spec = importlib.util.spec_from_file_location('fresh_config', config.__file__)
+    # a fresh copy of the config module, as a new process would import it (named
+    # inside gfnet_dense.ops for its relative imports)
+    spec = importlib.util.spec_from_file_location('gfnet_dense.ops._fresh_config',
+                                                  config.__file__)
     for value, expected in (('0', False), ('1', True), (None, True)):
         if value is None:
             monkeypatch.delenv('GFNET_FAST_PATH', raising=False)
@@ -170,6 +172,21 @@ def test_inference_mlp_weights_follow_parameter_updates():
         for param in (block.mlp.fc1.weight, block.mlp.fc2.weight, block.mlp.fc2.bias, block.gamma):
             param.mul_(1.5)
             torch.testing.assert_close(block(x), block.forward_reference(x), **TOL)
+
+
+def test_train_mode_without_autograd_keeps_drop_path():
+    # the in-place inference kernel has no stochastic depth: training mode without
+    # autograd (e.g. a no_grad pass of a model being trained) takes the other kernel
+    block = GFBlock(8, (6, 6), drop_path=0.5, layer_scale_init=0.3).train()
+    x = torch.randn(8, 6, 6, 8)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        fast = block(x)
+        torch.manual_seed(1)
+        plain = block.forward_reference(x)
+    torch.testing.assert_close(fast, plain, **TOL)
+    dropped = (fast - x).flatten(1).abs().amax(1) == 0
+    assert 0 < dropped.sum() < len(x)  # some samples' branches dropped, not all
 
 
 def test_block_with_drop_path_trains():

@@ -18,7 +18,7 @@ def test_flops_match_paper_within_3_percent(name):
 
 
 def test_fft_is_counted_as_n_c_log_n():
-    from gfnet_dense.models.global_filter import GlobalFilter
+    from gfnet_dense.layers import GlobalFilter
     layer = GlobalFilter(5, (8, 16))
     # rfft2 + irfft2 over 8x16 = 128 points, 5 channels, batch 2
     expected = 2 * (2 * 5 * 128 * math.ceil(math.log2(128)))

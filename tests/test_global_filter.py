@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from gfnet_dense.models import global_filter as gf
-from gfnet_dense.models.global_filter import (FILTER_RESIZE_MODES, GlobalFilter, resize_filter,
-                                              resize_filter_spatial)
+from gfnet_dense.layers import (FILTER_RESIZE_MODES, GlobalFilter, resize_filter,
+                                resize_filter_spatial)
+from gfnet_dense.layers import global_filter as gf
 
 
 def circular_conv(x, kernel):

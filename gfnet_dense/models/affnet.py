@@ -1,26 +1,26 @@
 """AFFNet: adaptive frequency filtering, GFNet's dynamic relative (Huang et al., ICCV 2023).
 
 Where GFNet learns one static filter per resolution, AFFNet computes its filter
-from the content: a small complex channel MLP (8 groups) on the spectrum,
-soft-shrunk, multiplies the spectrum. No weight depends on H x W, so any input
-size works without resizing. The frequency-domain core (float32 FFTs under
-autocast, channels-first planes) is ``spectral_filter`` shared with GFNet.
+from the content (``gfnet_dense.layers.AdaptiveFrequencyFilter``: a small complex
+channel MLP on the spectrum, soft-shrunk, multiplies the spectrum). No weight
+depends on H x W, so any input size works without resizing.
 
 Layout (MobileViT style, channels-first throughout): a stride-2 stem, two
 MobileNetV2 stages, then three stages of ``down-sampling MBConv -> AFF blocks ->
 LayerNorm -> 1x1 projection -> concat with the stage input -> 1x1 fusion``.
-``AFFNetTrunk.forward_stages`` returns the five stage maps, strides 2/4/8/16/32.
+The five stages are the feature levels (``feature_info``), strides 2/4/8/16/32;
+the classifier adds a 1x1 expansion, global pooling and a linear head.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
 
-from .gfnet import check_image_batch, run_blocks
-from .global_filter import spectral_filter
+from ..layers import AdaptiveFrequencyFilter, check_image_batch, run_blocks
+from .features import check_output_fmt, to_output_fmt
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
 AFFNET_ARCHS: Dict[str, dict] = {
@@ -40,6 +40,8 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 
 
 class ConvBNAct(nn.Sequential):
+    """Conv (``kernel // 2`` padding), BatchNorm, SiLU (none with ``act=False``)."""
+
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1,
                  groups: int = 1, act: bool = True):
         super().__init__(
@@ -69,46 +71,6 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class AdaptiveFrequencyFilter(nn.Module):
-    """``z + irfft2(softshrink(MLP(Z)) * Z)`` with ``Z = rfft2(z)``: ``(B, C, H, W) -> same``.
-
-    The MLP is complex, two layers, block-diagonal over ``groups`` channel
-    groups; ``w*[0]`` / ``w*[1]`` hold real and imaginary parts.
-    """
-
-    def __init__(self, dim: int, groups: int = 8, sparsity: float = 0.01):
-        super().__init__()
-        if dim % groups:
-            raise ValueError(f'AFF filter channels {dim} must be divisible by {groups} groups')
-        size = dim // groups
-        self.groups, self.sparsity = groups, sparsity
-        self.w1 = nn.Parameter(0.02 * torch.randn(2, groups, size, size))
-        self.b1 = nn.Parameter(0.02 * torch.randn(2, groups, size))
-        self.w2 = nn.Parameter(0.02 * torch.randn(2, groups, size, size))
-        self.b2 = nn.Parameter(0.02 * torch.randn(2, groups, size))
-        self.act = nn.ReLU()
-
-    @staticmethod
-    def _complex_linear(real, imag, weight, bias):
-        """Per-group ``(real + i imag) @ (weight[0] + i weight[1]) + bias`` on ``(B, G, c, H, W)``."""
-        def mix(t, w):
-            return torch.einsum('bgihw,gio->bgohw', t, w)
-        return (mix(real, weight[0]) - mix(imag, weight[1]) + bias[0][..., None, None],
-                mix(imag, weight[0]) + mix(real, weight[1]) + bias[1][..., None, None])
-
-    def mask(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """The content-dependent complex filter for a ``(B, C, H, W//2+1)`` spectrum."""
-        b, c, h, w = spectrum.shape
-        grouped = spectrum.reshape(b, self.groups, c // self.groups, h, w)
-        real, imag = self._complex_linear(grouped.real, grouped.imag, self.w1, self.b1)
-        real, imag = self._complex_linear(self.act(real), self.act(imag), self.w2, self.b2)
-        return torch.complex(F.softshrink(real, self.sparsity),
-                             F.softshrink(imag, self.sparsity)).reshape(b, c, h, w)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z + spectral_filter(z, self.mask).to(z.dtype)
 
 
 class AFFBlock(nn.Module):
@@ -146,10 +108,15 @@ class AFFStage(nn.Module):
 
 
 class AFFNetTrunk(nn.Module):
-    """Stem and five stages; ``forward_stages`` gives NCHW maps at strides 2..32."""
+    """Stem and five stages: NCHW maps at strides 2, 4, 8, 16, 32, one feature level each.
+
+    ``final_conv`` adds the classifiers' 1x1 expansion of the last stage to
+    ``num_features`` channels (else ``conv_1x1_exp`` is an identity).
+    """
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128, 256, 320), expand_ratio: float = 4,
-                 in_chans: int = 3, drop_path_rate: float = 0.0, with_cp: bool = False):
+                 in_chans: int = 3, drop_path_rate: float = 0.0, with_cp: bool = False,
+                 final_conv: bool = False):
         super().__init__()
         stages = len(MV2_DEPTHS) + len(AFF_DEPTHS)
         if len(widths) != stages:
@@ -171,19 +138,79 @@ class AFFNetTrunk(nn.Module):
                                    [next(rates) for _ in range(depth)], with_cp))
             in_ch = width
         self.stages = nn.ModuleList(stages)
+        self.num_features = self.head_hidden_size = min(4 * self.widths[-1], 960)
+        self.conv_1x1_exp = (ConvBNAct(self.widths[-1], self.num_features) if final_conv
+                             else nn.Identity())
+        self.feature_info = [dict(num_chs=width, reduction=2 ** (i + 1), module=f'stages.{i}')
+                             for i, width in enumerate(self.widths)]
+        if final_conv:  # channels of the last map with norm=True (timm's FeatureGetterNet)
+            self.feature_info[-1]['num_chs_norm'] = self.num_features
 
     def check_input(self, x: torch.Tensor) -> None:
         check_image_batch(x, self.in_chans, type(self).__name__)
 
-    def forward_stages(self, x: torch.Tensor, last_stage: int = -1) -> List[torch.Tensor]:
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Gradient checkpointing per AFF block (``use_reentrant=False``)."""
+        for stage in self.stages:
+            if isinstance(stage, AFFStage):
+                stage.with_cp = enable
+
+    def no_weight_decay(self) -> set:
+        return set()
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem; then stage by stage: MobileNetV2 blocks, and an AFF stage's
+        down-sampling with its first block, its norm / projection / fusion with its last."""
+        if coarse:  # one group per stage
+            blocks = [(r'^stages\.(\d+)', None)]
+        else:  # (stage, block)
+            blocks = [(r'^stages\.(\d+)\.(\d+)', None),  # MobileNetV2
+                      (r'^stages\.(\d+)\.downsample', (0,)),
+                      (r'^stages\.(\d+)\.blocks\.(\d+)', None),
+                      (r'^stages\.(\d+)\.(?:norm|proj|fusion)', (99999,))]
+        return dict(stem=r'^stem', blocks=blocks + [(r'^conv_1x1_exp', (99999,))])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, num_features, ceil(H/32), ceil(W/32))``: every stage,
+        then ``conv_1x1_exp``."""
         self.check_input(x)
-        last_stage %= len(self.stages)
         x = self.stem(x)  # 3x3 stride-2 convs with padding 1: ceil(H / 2) at any size
-        outs = []
-        for stage in self.stages[:last_stage + 1]:
+        for stage in self.stages:
             x = stage(x)
-            outs.append(x)
-        return outs
+        return self.conv_1x1_exp(x)
+
+    def forward_intermediates(
+            self, x: torch.Tensor, indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False, stop_early: bool = False, output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The outputs of the stages in ``indices`` (``None``: all, ``n``: the last
+        ``n``, a list: those, negative from the end), each ``(B, W_i, ceil(H/s_i),
+        ceil(W/s_i))`` (``output_fmt='NHWC'``: channels last); ``norm`` applies
+        ``conv_1x1_exp`` to the last stage's. ``stop_early`` runs no stage past the
+        last one taken. Returns them, or ``(final features, them)``.
+        """
+        check_output_fmt(output_fmt)
+        take, last = feature_take_indices(len(self.stages), indices)
+        self.check_input(x)
+        x = self.stem(x)
+        last_stage = len(self.stages) - 1
+        intermediates = []
+        for i, stage in enumerate(self.stages[:last + 1] if stop_early else self.stages):
+            x = stage(x)
+            if i in take:
+                y = self.conv_1x1_exp(x) if norm and i == last_stage else x
+                intermediates.append(to_output_fmt(y, 'NCHW', output_fmt))
+        if intermediates_only:
+            return intermediates
+        return (self.conv_1x1_exp(x) if i == last_stage else x), intermediates
+
+    def forward_stages(self, x: torch.Tensor, last_stage: int = -1) -> List[torch.Tensor]:
+        """NCHW maps of the stages up to ``last_stage`` (the MMEngine backbone's call;
+        ``forward_intermediates`` with ``stop_early``)."""
+        last_stage %= len(self.stages)
+        return self.forward_intermediates(x, list(range(last_stage + 1)), stop_early=True,
+                                          intermediates_only=True)
 
 
 class AFFNetClassifier(AFFNetTrunk):
@@ -191,9 +218,7 @@ class AFFNetClassifier(AFFNetTrunk):
 
     def __init__(self, num_classes: int = 1000, **kwargs):
         kwargs.pop('global_pool', None)
-        super().__init__(**kwargs)
-        self.num_features = self.head_hidden_size = min(4 * self.widths[-1], 960)
-        self.conv_1x1_exp = ConvBNAct(self.widths[-1], self.num_features)
+        super().__init__(final_conv=True, **kwargs)
         self.reset_classifier(num_classes)
 
     def get_classifier(self) -> nn.Module:
@@ -203,15 +228,27 @@ class AFFNetClassifier(AFFNetTrunk):
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_1x1_exp(self.forward_stages(x)[-1])
-
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean(dim=(2, 3))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """Drop the stages after the last of ``indices`` (with them ``conv_1x1_exp`` and
+        the head, which fit the last stage only), and ``conv_1x1_exp`` / the head as
+        asked; returns the stages ``indices`` name, counted from the start."""
+        take, last = feature_take_indices(len(self.stages), indices)
+        prune_end = last < len(self.stages) - 1
+        self.stages = self.stages[:last + 1]
+        if prune_norm or prune_end:
+            self.conv_1x1_exp = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[last]['num_chs']
+        if prune_head or prune_norm or prune_end:  # the head fits conv_1x1_exp's output
+            self.reset_classifier(0)
+        return take
 
 
 def _cfg() -> dict:
@@ -225,7 +262,12 @@ default_cfgs = generate_default_cfgs({f'affnet_{a}.in1k': _cfg() for a in AFFNET
 
 
 def _affnet(arch: str, pretrained: bool, **kwargs) -> AFFNetClassifier:
+    """``features_only=True`` gives the five stage maps (default) through
+    ``forward_intermediates`` (timm's ``FeatureGetterNet``)."""
+    stages = len(MV2_DEPTHS) + len(AFF_DEPTHS)
     return build_model_with_cfg(AFFNetClassifier, f'affnet_{arch}', pretrained,
+                                feature_cfg=dict(out_indices=tuple(range(stages)),
+                                                 feature_cls='getter'),
                                 **dict(AFFNET_ARCHS[arch], **kwargs))
 
 

@@ -20,8 +20,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .affnet import AFFNET_ARCHS, AFFNetTrunk
 from .checkpoint import (CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint,
                          unwrap_state_dict)
-from .gfnet import (GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet,
-                    resolve_arch)
+from .gfnet import GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet
+from .variants import resolve_arch
 
 
 def _pretrained_init_cfg(init_cfg, pretrained):

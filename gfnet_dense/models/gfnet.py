@@ -1,28 +1,30 @@
-"""GFNet and GFNet-H: one network implementation for classification and dense prediction.
+"""GFNet and GFNet-H (Rao et al., NeurIPS 2021): one network for classification and
+dense prediction.
 
 ``IsotropicGFNet`` and ``HierarchicalGFNet`` are the trunks: patch embedding,
-position embedding and global filter blocks, returning channels-last feature
-maps for any input size. The timm classifiers below add the final norm and the
-head on top; the MMEngine backbones in ``gfnet_dense.models.backbones`` add one
-norm per output. Parameter names follow the released ImageNet checkpoints
-(Rao et al., NeurIPS 2021), so those load strictly into the classifiers.
+position embedding and global filter blocks, for any input size, with timm's
+feature API (``feature_info``, ``forward_intermediates``). The timm classifiers
+below add the final norm and the head; the MMEngine backbones in
+``gfnet_dense.models.backbones`` add one norm per output. Parameter names follow
+the released ImageNet checkpoints, so those load strictly into the classifiers.
 
-Tensors are kept channels-last (``B, H, W, C``) between blocks: LayerNorm and
-the MLP act on the last dim and the FFT runs over ``(H, W)``.
+Tokens are kept channels-last (``B, H, W, C``) between blocks: LayerNorm and the
+MLP act on the last dim and the FFT runs over ``(H, W)``.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from ..ops import config
-from .global_filter import (EvalCacheMixin, GlobalFilter, interpolate_grid, memoize_in_eval,
-                            parameter_key)
+from .. import ops
+from ..layers import (EvalCacheMixin, GlobalFilter, Mlp, PatchEmbed, check_image_batch,
+                      grid_after, resize_pos_embed, run_blocks, to_2tuple)
+from .checkpoint import adapt_state_dict
+from .features import check_output_fmt, to_output_fmt
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.
 GFNET_ARCHS: Dict[str, dict] = {
@@ -43,145 +45,8 @@ GFNET_H_PATCH_SIZES = (4, 2, 2, 2)
 GFNET_PATCH_SIZE = 16
 
 
-def resolve_arch(arch: Union[str, dict], table: Dict[str, dict], required: Sequence[str]) -> dict:
-    """Variant settings from a name in ``table`` or a user dict with ``required`` keys."""
-    if isinstance(arch, str):
-        if arch.lower() not in table:
-            raise ValueError(f'unknown arch {arch!r}; choose one of {sorted(table)} '
-                             f'or pass a dict with keys {list(required)}')
-        return dict(table[arch.lower()])
-    if isinstance(arch, dict):
-        missing = [k for k in required if k not in arch]
-        if missing:
-            raise ValueError(f'custom arch dict is missing {missing}; it needs {list(required)}')
-        return dict(arch)
-    raise TypeError(f'arch must be a name or a dict, got {type(arch).__name__}')
-
-
-def to_2tuple(size) -> Tuple[int, int]:
-    return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
-
-
-def grid_after(size: Tuple[int, int], stride: int) -> Tuple[int, int]:
-    """Token grid produced from ``size`` by a stride-``stride`` patch embedding with padding."""
-    return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
-
-
-def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Sequence[int],
-                     dst_grid: Sequence[int]) -> torch.Tensor:
-    """Bicubic resize of a ``(1, h*w, C)`` position embedding to ``(1, H*W, C)``."""
-    if tuple(src_grid) == tuple(dst_grid):
-        return pos_embed
-    grid = pos_embed.float().reshape(src_grid[0], src_grid[1], -1)
-    out = interpolate_grid(grid, dst_grid, 'bicubic', align_corners=False)
-    return out.reshape(1, -1, pos_embed.shape[-1]).to(pos_embed.dtype)
-
-
-def check_image_batch(x: torch.Tensor, in_chans: int, name: str) -> None:
-    """Fail with a message naming the problem unless ``x`` is a non-empty NCHW batch."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f'{name} expects a torch.Tensor, got {type(x).__name__}')
-    if x.dim() != 4:
-        raise ValueError(f'{name} expects a 4-D (N, C, H, W) image batch, got a {x.dim()}-D '
-                         f'tensor of shape {tuple(x.shape)}; use x[None] for a single image')
-    if x.shape[1] != in_chans:
-        raise ValueError(f'{name} was built for {in_chans} input channels but got '
-                         f'{x.shape[1]} (input shape {tuple(x.shape)}); build it with '
-                         f'in_channels={x.shape[1]} (in_chans for timm) or fix the input')
-    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-        raise ValueError(f'{name} got an empty batch of shape {tuple(x.shape)}')
-
-
-def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor, with_cp: bool) -> torch.Tensor:
-    """Apply ``blocks`` in turn, each under gradient checkpointing when ``with_cp`` and
-    autograd is on (``use_reentrant=False``)."""
-    for block in blocks:
-        if with_cp and torch.is_grad_enabled():
-            x = checkpoint(block, x, use_reentrant=False)
-        else:
-            x = block(x)
-    return x
-
-
-class Mlp(nn.Module):
-    """``fc1 -> GELU -> fc2`` on the last dim."""
-
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype matrix products on ``x`` run in: the autocast dtype where autocast
-    is on for ``x``'s device, else ``x.dtype``."""
-    device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-
-
-class _MlpFunction(torch.autograd.Function):
-    """``fc2(gelu(fc1(h)))`` on ``(..., C)`` rows that keeps only ``h`` and ``fc1(h)``
-    for backward.
-
-    The GELU output (``4C`` wide, the largest activation of a block) is
-    recomputed in backward instead of stored: a third less activation memory
-    per block. On CPU in float32 forward and backward run in cache-sized row
-    chunks (``config.mlp_row_chunk``): each chunk of ``fc1(h)`` is read back
-    while still in cache, and no other ``4C``-wide temporary is allocated whole
-    (a fresh large buffer costs more in page faults than the element-wise work
-    on it). Under autocast it computes in the autocast dtype, like ``nn.Linear``:
-    one GEMM per gradient (chunks, whose gradients add up, are float32 only).
-    """
-
-    @staticmethod
-    def forward(ctx, h, w1, b1, w2, b2):
-        device, dtype = h.device.type, compute_dtype(h)
-        w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
-        rows = h.reshape(-1, h.shape[-1]).to(dtype)
-        chunk = config.mlp_row_chunk(config.decision_device(h), dtype, backward=True)
-        with torch.autocast(device_type=device, enabled=False):
-            pre = rows.new_empty(rows.shape[0], w1.shape[0])
-            out = rows.new_empty(rows.shape[0], w2.shape[0])
-            for part in config.row_chunks(rows.shape[0], w1.shape[0], chunk):
-                torch.addmm(b1, rows[part], w1.t(), out=pre[part])
-                torch.addmm(b2, F.gelu(pre[part]), w2.t(), out=out[part])
-        ctx.save_for_backward(h, pre, w1, w2)
-        ctx.chunk = chunk
-        return out.view(*h.shape[:-1], w2.shape[0])
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        h, pre, w1, w2 = ctx.saved_tensors
-        need_h, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
-        grad_out = grad_out.reshape(-1, grad_out.shape[-1]).to(pre.dtype)
-        rows = h.reshape(-1, h.shape[-1]).to(pre.dtype)
-        grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
-        grad_b1 = pre.new_zeros(pre.shape[1])
-        grad_h = pre.new_empty(rows.shape)
-        for part in config.row_chunks(pre.shape[0], pre.shape[1], ctx.chunk):
-            grad, hidden = grad_out[part], F.gelu(pre[part])
-            if need_w2:
-                grad_w2.addmm_(grad.t(), hidden)
-            grad_pre = torch.mm(grad, w2, out=hidden)  # reuses the GELU buffer
-            torch.ops.aten.gelu_backward.grad_input(grad_pre, pre[part], grad_input=grad_pre)
-            if need_b1:
-                grad_b1 += grad_pre.sum(0)
-            if need_w1:
-                grad_w1.addmm_(grad_pre.t(), rows[part])
-            if need_h:
-                torch.mm(grad_pre, w1, out=grad_h[part])
-        return (grad_h.view(h.shape).to(h.dtype) if need_h else None,
-                grad_w1 if need_w1 else None, grad_b1 if need_b1 else None,
-                grad_w2 if need_w2 else None, grad_out.sum(0) if need_b2 else None)
-
-
-class GFBlock(EvalCacheMixin, nn.Module):
-    """``x + drop_path(gamma * mlp(norm2(filter(norm1(x)))))`` on ``(B, H, W, C)``."""
+class GFBlock(nn.Module):
+    """``x + drop_path(gamma * mlp(norm2(filter(norm1(x)))))`` on ``(B, H, W, C)`` tokens."""
 
     def __init__(self, dim: int, grid_size: Tuple[int, int], mlp_ratio: float = 4.0,
                  drop_path: float = 0.0, layer_scale_init: Optional[float] = None,
@@ -195,130 +60,31 @@ class GFBlock(EvalCacheMixin, nn.Module):
         self.gamma = (nn.Parameter(torch.full((dim,), layer_scale_init))
                       if layer_scale_init is not None else None)
 
-    def _fc2_params(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor,
-                                                       Optional[torch.Tensor]]:
-        """``fc2``'s weight and bias for an MLP computing in ``dtype``, and the layer
-        scale still to apply to its output (``None``: nothing to apply).
-
-        In float32 the layer scale is folded in, ``gamma * (W h + b) == (gamma W) h
-        + gamma b``, saving an element-wise pass. In 16-bit precision it is not:
-        ``gamma W`` (``1e-6 * 0.02`` in GFNet-H-B) underflows fp16 and the
-        gradients of a folded weight overflow it under loss scaling, so ``gamma``
-        multiplies the MLP's output in float32, as in the plain formulation.
-        """
-        weight, bias = self.mlp.fc2.weight, self.mlp.fc2.bias
-        if self.gamma is None:
-            return weight, bias, None
-        if dtype == torch.float32 and weight.dtype == torch.float32:
-            return weight * self.gamma[:, None], bias * self.gamma, None
-        return weight, bias, self.gamma
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The fast path; ``forward_reference`` where ``gfnet_dense.ops`` turns it off."""
-        if not config.use_fast_path():
-            return self.forward_reference(x)
-        # the in-place inference path writes through out=, which autocast does not cast
-        if not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
-            return self._forward_inference(x)
-        h = self.norm2(self.filter(self.norm1(x)))
-        weight, bias, scale = self._fc2_params(compute_dtype(h))
-        y = _MlpFunction.apply(h, self.mlp.fc1.weight, self.mlp.fc1.bias, weight, bias)
-        if scale is not None:
-            y = scale * y  # float32 (promoted) under autocast, as in forward_reference
-        if self.training and isinstance(self.drop_path, DropPath):
-            return x + self.drop_path(y)
-        return x + y
-
-    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
-        """Without autograd: the MLP writes into the filter output, in row chunks when large.
-
-        A chunk's ``4C``-wide hidden layer stays in cache and large grids never
-        materialise it whole; the only full-size tensors a block allocates are the
-        norm and filter outputs (the latter becomes the result).
-        """
-        channels = x.shape[-1]
-        out = self.filter(self.norm1(x))
-        rows_out, rows_in = out.view(-1, channels), x.reshape(-1, channels)
-        device = config.decision_device(x)
-        parts = config.row_chunks(rows_out.shape[0], self.mlp.fc1.out_features,
-                                  config.mlp_row_chunk(device, x.dtype, backward=False))
-        onednn = config.use_onednn_mlp(device, x.dtype, torch.compiler.is_compiling())
-        w1, b1, w2, b2, scale = self._inference_mlp_params(onednn, x.dtype,
-                                                           parts[0].stop - parts[0].start)
-        norm2 = self.norm2
-        for part in parts:
-            chunk = rows_out[part]
-            h = F.layer_norm(chunk, (channels,), norm2.weight, norm2.bias, norm2.eps)
-            if onednn:
-                hidden = torch.ops.mkldnn._linear_pointwise(h, w1, b1, 'gelu', [], 'none')
-                chunk.copy_(torch.ops.mkldnn._linear_pointwise.binary(
-                    hidden, rows_in[part], w2, b2, 'add'))
-                continue
-            hidden = torch.ops.aten.gelu_(torch.addmm(b1, h, w1.t()))
-            if scale is None:
-                torch.addmm(rows_in[part], hidden, w2.t(), out=chunk).add_(b2)
-            else:  # 16-bit weights: gamma scales the MLP output (see _fc2_params)
-                torch.addcmul(rows_in[part], torch.addmm(b2, hidden, w2.t()), scale, out=chunk)
-        return out
-
-    def _inference_mlp_params(self, onednn: bool, dtype: torch.dtype,
-                              rows: int) -> Tuple[Optional[torch.Tensor], ...]:
-        """``fc1`` weight and bias, ``fc2`` weight and bias and the layer scale left
-        to apply, as ``_fc2_params``.
-
-        For oneDNN (float32 only: the layer scale is folded in) in eval the weights
-        are reordered for ``rows``-row inputs (any row count works) and memoised
-        until a parameter changes.
-        """
-        fc1 = self.mlp.fc1
-        if not onednn or self.training:
-            return (fc1.weight, fc1.bias) + self._fc2_params(dtype)
-
-        def reordered():
-            w2, b2, _ = self._fc2_params(torch.float32)
-            reorder = torch.ops.mkldnn._reorder_linear_weight
-            return reorder(fc1.weight, rows), fc1.bias, reorder(w2, rows), b2, None
-
-        params = (fc1.weight, fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias, self.gamma)
-        key = ('mlp', rows) + tuple(parameter_key(p) for p in params if p is not None)
-        return memoize_in_eval(self, key, reordered)
-
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """The plain formulation, kept to check ``forward`` against."""
-        y = self.mlp(self.norm2(self.filter.forward_reference(self.norm1(x))))
+        y = self.filter(self.norm1(x))
+        if ops.use_fast_path():  # the same branch by fused kernels
+            return ops.residual_mlp(x, y, self.norm2, self.mlp, self.gamma, self.drop_path)
+        y = self.mlp(self.norm2(y))
         if self.gamma is not None:
             y = self.gamma * y
         return x + self.drop_path(y)
 
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the fast path off: the plain formulation, kept to check the
+        fast path against. Flips the process-wide switch for the call."""
+        with ops.fast_path(False):
+            return self.forward(x)
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch x patch`` conv: ``(B, C, H, W) -> (B, ceil(H/p), ceil(W/p), D)``.
 
-    The output is a contiguous channels-last token grid.
-
-    Inputs whose size is not a multiple of the patch are zero-padded at the
-    bottom and right, so every input size is accepted.
-    """
-
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.patch_size
-        pad_h, pad_w = -x.shape[2] % p, -x.shape[3] % p
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        # a channels-last input makes the conv write channels-last, so the
-        # channels-last token grid below is contiguous without a copy
-        x = x.contiguous(memory_format=torch.channels_last)
-        return self.proj(x).permute(0, 2, 3, 1)
+def default_feature_blocks(depth: int) -> Tuple[int, ...]:
+    """The blocks ending each quarter of an isotropic GFNet: its default feature levels."""
+    return tuple(sorted({max(0, (k + 1) * depth // 4 - 1) for k in range(4)}))
 
 
 class _GFNetTrunk(EvalCacheMixin, nn.Module):
     """What both trunks share: input checks, position embedding, block running."""
 
+    output_fmt = 'NHWC'  # of forward_features
     in_chans: int
     pos_grid: Tuple[int, int]
     with_cp: bool = False
@@ -336,9 +102,11 @@ class _GFNetTrunk(EvalCacheMixin, nn.Module):
         check_image_batch(x, self.in_chans, type(self).__name__)
 
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
-        """Position embedding resized to ``grid``, as ``(1, H, W, C)``."""
-        key = ('pos', tuple(grid), parameter_key(self.pos_embed))
-        pos = memoize_in_eval(self, key, lambda: resize_pos_embed(self.pos_embed, self.pos_grid, grid))
+        """Position embedding resized to ``grid``, as ``(1, H, W, C)`` (memoised in eval)."""
+        grid = tuple(grid)
+        pos = self.memoize(('pos', grid),
+                           lambda: resize_pos_embed(self.pos_embed, self.pos_grid, grid),
+                           [self.pos_embed])
         return pos.reshape(1, grid[0], grid[1], -1)
 
     def add_pos_embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -348,6 +116,10 @@ class _GFNetTrunk(EvalCacheMixin, nn.Module):
     def run_blocks(self, blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
         return run_blocks(blocks, x, self.with_cp)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Gradient checkpointing per block (``use_reentrant=False``)."""
+        self.with_cp = enable
+
     def no_weight_decay(self) -> set:
         return {'pos_embed'}
 
@@ -355,14 +127,15 @@ class _GFNetTrunk(EvalCacheMixin, nn.Module):
 class IsotropicGFNet(_GFNetTrunk):
     """GFNet: a stride-16 patch embedding then ``depth`` global filter blocks.
 
-    ``forward_blocks`` maps ``(B, C, H, W)`` to ``(B, ceil(H/16), ceil(W/16), D)``
-    maps taken after the requested blocks.
+    Every block is a feature level, as in timm's ViT: ``forward_intermediates``
+    gives ``(B, D, ceil(H/16), ceil(W/16))`` maps after the chosen blocks.
+    ``final_norm`` adds the classifiers' LayerNorm (else ``norm`` is an identity).
     """
 
     def __init__(self, embed_dim: int = 384, depth: int = 12, in_chans: int = 3,
                  img_size: Union[int, Sequence[int]] = 224, mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.0, filter_resize: str = 'bicubic',
-                 with_cp: bool = False):
+                 with_cp: bool = False, final_norm: bool = False):
         super().__init__()
         self.in_chans, self.embed_dim, self.depth = in_chans, embed_dim, depth
         self.with_cp = with_cp
@@ -373,18 +146,51 @@ class IsotropicGFNet(_GFNetTrunk):
         self.blocks = nn.ModuleList(
             GFBlock(embed_dim, self.pos_grid, mlp_ratio, rates[i], None, filter_resize)
             for i in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6) if final_norm else nn.Identity()
+        self.feature_info = [dict(num_chs=embed_dim, reduction=GFNET_PATCH_SIZE,
+                                  module=f'blocks.{i}') for i in range(depth)]
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_weights)
 
-    def forward_blocks(self, x: torch.Tensor, out_indices: Sequence[int]) -> List[torch.Tensor]:
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(stem=r'^pos_embed|^patch_embed',
+                    blocks=[(r'^blocks\.(\d+)', None), (r'^norm\.', (99999,))])  # as ViT
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, ceil(H/16), ceil(W/16), D)``: every block, then ``norm``."""
         self.check_input(x)
         x = self.add_pos_embed(self.patch_embed(x))
-        outs = []
-        for i, block in enumerate(self.blocks[:max(out_indices) + 1]):
+        return self.norm(self.run_blocks(self.blocks, x))
+
+    def forward_intermediates(
+            self, x: torch.Tensor, indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False, stop_early: bool = False, output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The outputs of the blocks in ``indices`` (``None``: all, ``n``: the last
+        ``n``, a list: those, negative from the end), each ``(B, D, h, w)`` with
+        ``h, w = ceil(H/16), ceil(W/16)`` (``output_fmt='NHWC'``: ``(B, h, w, D)``),
+        after ``norm`` when asked. ``stop_early`` runs no block past the last one
+        taken. Returns them, or ``(final features (B, h, w, D), them)``.
+        """
+        check_output_fmt(output_fmt)
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.check_input(x)
+        x = self.add_pos_embed(self.patch_embed(x))
+        intermediates = []
+        for i, block in enumerate(self.blocks[:last + 1] if stop_early else self.blocks):
             x = self.run_blocks([block], x)
-            if i in out_indices:
-                outs.append(x)
-        return outs
+            if i in take:
+                intermediates.append(to_output_fmt(self.norm(x) if norm else x, 'NHWC', output_fmt))
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def forward_blocks(self, x: torch.Tensor, out_indices: Sequence[int]) -> List[torch.Tensor]:
+        """``(B, h, w, D)`` tokens after the blocks ``out_indices`` (the MMEngine
+        backbone's call; ``forward_intermediates`` with ``output_fmt='NHWC'``)."""
+        return self.forward_intermediates(x, list(out_indices), stop_early=True,
+                                          output_fmt='NHWC', intermediates_only=True)
 
 
 def check_stage_counts(embed_dims: Sequence[int], depths: Sequence[int]) -> None:
@@ -398,17 +204,20 @@ def check_stage_counts(embed_dims: Sequence[int], depths: Sequence[int]) -> None
 
 
 class HierarchicalGFNet(_GFNetTrunk):
-    """GFNet-H: four stages at strides 4, 8, 16, 32.
+    """GFNet-H: four stages at strides 4, 8, 16, 32, each a patch embedding (the
+    first adds the position embedding) and global filter blocks.
 
-    ``forward_stages`` maps ``(B, C, H, W)`` to a list of channels-last maps
-    ``(B, ceil(H/s), ceil(W/s), D_i)``, one per stage up to ``last_stage``.
+    Every stage is a feature level: ``forward_intermediates`` gives
+    ``(B, D_i, ceil(H/s_i), ceil(W/s_i))`` maps. ``final_norm`` adds the
+    classifiers' LayerNorm on the last stage (else ``norm`` is an identity).
     """
 
     def __init__(self, embed_dims: Sequence[int] = (96, 192, 384, 768),
                  depths: Sequence[int] = (3, 3, 10, 3), in_chans: int = 3,
                  img_size: Union[int, Sequence[int]] = 224, mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.0, layer_scale_init: Optional[float] = None,
-                 filter_resize: str = 'bicubic', with_cp: bool = False):
+                 filter_resize: str = 'bicubic', with_cp: bool = False,
+                 final_norm: bool = False):
         super().__init__()
         check_stage_counts(embed_dims, depths)
         self.in_chans, self.with_cp = in_chans, with_cp
@@ -427,32 +236,78 @@ class HierarchicalGFNet(_GFNetTrunk):
             nn.ModuleList(GFBlock(dim, grid, mlp_ratio, next(rates), layer_scale_init, filter_resize)
                           for _ in range(depth))
             for dim, depth, grid in zip(self.embed_dims, self.depths, grids))
+        self.norm = nn.LayerNorm(self.embed_dims[-1], eps=1e-6) if final_norm else nn.Identity()
+        self.feature_info = [dict(num_chs=dim, reduction=math.prod(GFNET_H_PATCH_SIZES[:i + 1]),
+                                  module=f'blocks.{i}') for i, dim in enumerate(self.embed_dims)]
         trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_weights)
 
-    def forward_stages(self, x: torch.Tensor, last_stage: int = -1) -> List[torch.Tensor]:
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Stem: the first patch embedding and ``pos_embed``; then stage by stage, a
+        stage's patch embedding (its down-sampling) grouped with its first block."""
+        if coarse:  # one group per stage
+            blocks = [(r'^patch_embed\.(\d+)', None), (r'^blocks\.(\d+)', None)]
+        else:  # (stage, block)
+            blocks = [(r'^patch_embed\.(\d+)', (0,)), (r'^blocks\.(\d+)\.(\d+)', None)]
+        return dict(stem=r'^pos_embed|^patch_embed\.0\.',
+                    blocks=blocks + [(r'^norm\.', (99999,))])  # with the last block
+
+    def forward_stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i`` on the image (``i = 0``) or the previous stage's ``(B, h, w, C)``
+        tokens: ``(B, ceil(H/s_i), ceil(W/s_i), D_i)`` tokens."""
+        x = self.patch_embed[i](x if i == 0 else x.permute(0, 3, 1, 2))
+        if i == 0:
+            x = self.add_pos_embed(x)
+        return self.run_blocks(self.blocks[i], x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, ceil(H/32), ceil(W/32), D_3)``: every stage, then ``norm``."""
         self.check_input(x)
+        for i in range(len(self.blocks)):
+            x = self.forward_stage(i, x)
+        return self.norm(x)
+
+    def forward_intermediates(
+            self, x: torch.Tensor, indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False, stop_early: bool = False, output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The outputs of the stages in ``indices`` (``None``: all, ``n``: the last
+        ``n``, a list: those, negative from the end), each ``(B, D_i, ceil(H/s_i),
+        ceil(W/s_i))`` (``output_fmt='NHWC'``: channels last); ``norm`` applies to the
+        last stage's. ``stop_early`` runs no stage past the last one taken. Returns
+        them, or ``(final features (B, h, w, D), them)``.
+        """
+        check_output_fmt(output_fmt)
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.check_input(x)
+        last_stage = len(self.blocks) - 1
+        intermediates = []
+        for i in range(last + 1 if stop_early else len(self.blocks)):
+            x = self.forward_stage(i, x)
+            if i in take:
+                y = self.norm(x) if norm and i == last_stage else x
+                intermediates.append(to_output_fmt(y, 'NHWC', output_fmt))
+        if intermediates_only:
+            return intermediates
+        return (self.norm(x) if i == last_stage else x), intermediates
+
+    def forward_stages(self, x: torch.Tensor, last_stage: int = -1) -> List[torch.Tensor]:
+        """``(B, h, w, D_i)`` tokens of the stages up to ``last_stage`` (the MMEngine
+        backbone's call; ``forward_intermediates`` with ``output_fmt='NHWC'``)."""
         last_stage %= len(self.blocks)
-        outs = []
-        for i in range(last_stage + 1):
-            x = self.patch_embed[i](x)
-            if i == 0:
-                x = self.add_pos_embed(x)
-            x = self.run_blocks(self.blocks[i], x)
-            outs.append(x)
-            x = x.permute(0, 3, 1, 2)  # a channels-last NCHW view for the next conv
-        return outs
+        return self.forward_intermediates(x, list(range(last_stage + 1)), stop_early=True,
+                                          output_fmt='NHWC', intermediates_only=True)
 
 
 class _ClassifierMixin:
-    """Final LayerNorm, global average pool and linear head (timm API)."""
+    """Global average pool and linear head (timm API) on a trunk with ``final_norm``."""
 
     num_classes: int
     num_features: int
 
     def _build_head(self, num_features: int, num_classes: int) -> None:
         self.num_features = self.head_hidden_size = num_features
-        self.norm = nn.LayerNorm(num_features, eps=1e-6)
         self.reset_classifier(num_classes)
 
     def get_classifier(self) -> nn.Module:
@@ -477,11 +332,20 @@ class GFNetClassifier(_ClassifierMixin, IsotropicGFNet):
 
     def __init__(self, num_classes: int = 1000, **kwargs):
         kwargs.pop('global_pool', None)
-        super().__init__(**kwargs)
+        super().__init__(final_norm=True, **kwargs)
         self._build_head(self.embed_dim, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.forward_blocks(x, [self.depth - 1])[-1])
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """Drop the blocks after the last of ``indices`` (and ``norm`` / the head as
+        asked); returns the blocks ``indices`` name, counted from the start."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[:last + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return take
 
 
 class GFNetHClassifier(_ClassifierMixin, HierarchicalGFNet):
@@ -489,17 +353,29 @@ class GFNetHClassifier(_ClassifierMixin, HierarchicalGFNet):
 
     def __init__(self, num_classes: int = 1000, **kwargs):
         kwargs.pop('global_pool', None)
-        super().__init__(**kwargs)
+        super().__init__(final_norm=True, **kwargs)
         self._build_head(self.embed_dims[-1], num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.forward_stages(x)[-1])
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
+                                  prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """Drop the stages after the last of ``indices`` (with them ``norm`` and the
+        head, which fit the last stage only), and ``norm`` / the head as asked;
+        returns the stages ``indices`` name, counted from the start."""
+        take, last = feature_take_indices(len(self.blocks), indices)
+        prune_end = last < len(self.blocks) - 1
+        self.patch_embed, self.blocks = self.patch_embed[:last + 1], self.blocks[:last + 1]
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[last]['num_chs']
+        if prune_head or prune_end:
+            self.reset_classifier(0)
+        return take
 
 
 # --------------------------------------------------------------------------- timm
 def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
     """Adapt a released / pretraining checkpoint to ``model`` (resizes filters, pos_embed)."""
-    from .checkpoint import adapt_state_dict
     return adapt_state_dict(state_dict, model)
 
 
@@ -516,18 +392,26 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _create(cls, variant: str, settings: dict, pretrained: bool, **kwargs) -> nn.Module:
+def _create(cls, variant: str, settings: dict, pretrained: bool,
+            feature_levels: Sequence[int], **kwargs) -> nn.Module:
+    """``features_only=True`` gives the maps of ``out_indices``, by default
+    ``feature_levels``, through ``forward_intermediates`` (timm's ``FeatureGetterNet``)."""
     return build_model_with_cfg(cls, variant, pretrained,
                                 pretrained_filter_fn=checkpoint_filter_fn,
+                                feature_cfg=dict(out_indices=tuple(feature_levels),
+                                                 feature_cls='getter'),
                                 **dict(settings, **kwargs))
 
 
 def _gfnet(arch: str, pretrained: bool, **kwargs) -> GFNetClassifier:
-    return _create(GFNetClassifier, f'gfnet_{arch}', GFNET_ARCHS[arch], pretrained, **kwargs)
+    depth = kwargs.get('depth', GFNET_ARCHS[arch]['depth'])
+    return _create(GFNetClassifier, f'gfnet_{arch}', GFNET_ARCHS[arch], pretrained,
+                   default_feature_blocks(depth), **kwargs)
 
 
 def _gfnet_h(arch: str, pretrained: bool, **kwargs) -> GFNetHClassifier:
-    return _create(GFNetHClassifier, f'gfnet_h_{arch}', GFNET_H_ARCHS[arch], pretrained, **kwargs)
+    return _create(GFNetHClassifier, f'gfnet_h_{arch}', GFNET_H_ARCHS[arch], pretrained,
+                   range(len(GFNET_H_PATCH_SIZES)), **kwargs)
 
 
 @register_model

@@ -1,21 +1,25 @@
 """The fast-path switch and every device-dependent decision of the GFNet kernels.
 
-The model code (``gfnet_dense.models.gfnet`` / ``global_filter``) asks the pure
-functions below instead of testing devices itself, so that each decision can be
-read, tested and changed in one place. They take the device type explicitly;
+The kernels (``gfnet_dense.ops.global_filter`` / ``mlp``) ask the pure
+functions below instead of testing devices themselves, so that each decision can
+be read, tested and changed in one place. They take the device type explicitly;
 ``decision_device(t)`` gives the one to pass, which ``force_device_type`` can
 override (the tests run the CUDA decisions on CPU tensors that way).
 
 The fast path (one autograd Function per global filter and per MLP, chunked CPU
 kernels, oneDNN inference MLP) is on by default; ``GFNET_FAST_PATH=0`` in the
 environment, ``set_fast_path(False)`` or ``with fast_path(False):`` make every
-``GFBlock`` and ``GlobalFilter`` run its plain formulation (``forward_reference``).
+``GFBlock`` and ``GlobalFilter`` run the plain formulation written in its ``forward``.
 """
 import contextlib
 import os
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
+
+# whether oneDNN's fused linear (private torch API) can run; a global of this
+# module, read by ``use_onednn_mlp``, so that tests can patch it here
+from ._torch_private import ONEDNN_LINEAR_AVAILABLE
 
 #: CPU MLP: the ``4C``-wide hidden layer is computed in row chunks of about this
 #: many elements (8 MiB fp32), measured best on a 2-core CPU across the four
@@ -31,11 +35,6 @@ FFT_GROUP_ELEMENTS = 1 << 18
 FFT_GROUP_ALIGN = 16
 #: CPU channels-last -> channels-first transpose: elements per tile (2 MiB fp32).
 TRANSPOSE_TILE = 1 << 19
-
-#: oneDNN's fused linear (private torch API, what torch.compile emits on CPU)
-ONEDNN_LINEAR_AVAILABLE = (torch.backends.mkldnn.is_available()
-                           and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-                           and hasattr(torch.ops.mkldnn, '_reorder_linear_weight'))
 
 _state = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0',
           'device_type': None}

@@ -1,0 +1,107 @@
+"""Memoising values derived from parameters alone while a model runs in eval.
+
+A resized filter, a resized position embedding or prepacked MLP weights depend
+on the input size and the parameters, not on the image: in eval without
+autograd they are computed once per size and kept on the module that owns the
+parameters. Training (or autograd) recomputes them each call, so gradients
+reach the stored parameters.
+"""
+from collections import OrderedDict
+from typing import Callable, Hashable, Iterable, Optional
+
+import torch
+from torch import nn
+
+_CACHE_SIZE = 8  # enough for multi-scale test-time augmentation without thrashing
+_CACHE_ATTR = '_eval_cache'
+
+
+def parameter_key(param: torch.Tensor) -> tuple:
+    """What identifies a parameter's current value: storage, version, dtype, device."""
+    return param.data_ptr(), param._version, param.dtype, param.device
+
+
+def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], object]) -> object:
+    """``compute()``, memoised on ``module`` while it is in eval mode without autograd.
+
+    In training (or with autograd on) the value is recomputed each call so that
+    gradients reach the stored parameter. ``key`` must change whenever the
+    result would (size, device, parameter version). At most ``_CACHE_SIZE``
+    entries per module, least recently used dropped first; ``module.train()``
+    drops them all when ``module`` derives from ``EvalCacheMixin``.
+    """
+    if module.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return compute()
+    cache = module.__dict__.setdefault(_CACHE_ATTR, OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = cache[key] = compute()
+    if len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
+
+
+class EvalCacheMixin:
+    """For modules that memoise with ``memoize_in_eval``: ``train(True)`` drops the cache.
+
+    ``nn.Module.train`` calls ``train`` on every child, so a model's ``train()``
+    empties the caches of all its modules.
+    """
+
+    def memoize(self, key: tuple, compute: Callable[[], object],
+                params: Iterable[Optional[torch.Tensor]] = ()) -> object:
+        """``memoize_in_eval`` on this module under ``key`` and the current value
+        (``parameter_key``) of each of ``params`` (``None`` entries skipped)."""
+        key = tuple(key) + tuple(parameter_key(p) for p in params if p is not None)
+        return memoize_in_eval(self, key, compute)
+
+    def train(self, mode: bool = True):
+        if mode:
+            self.__dict__.pop(_CACHE_ATTR, None)
+        return super().train(mode)
+
+
+def release_eval_caches(model: nn.Module) -> None:
+    """Drop the eval caches of ``model`` and all its submodules (e.g. after multi-scale
+    testing, without leaving eval mode)."""
+    for module in model.modules():
+        module.__dict__.pop(_CACHE_ATTR, None)
+
+
+def _tensors(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    if t.layout != torch.strided:  # e.g. oneDNN's opaque tensors: no shared storage
+        return ('opaque', id(t))
+    return t.device, t.untyped_storage().data_ptr()
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    if t.layout != torch.strided:
+        return t.numel() * t.element_size()
+    return t.untyped_storage().nbytes()
+
+
+def eval_cache_bytes(model: nn.Module) -> int:
+    """Bytes held by the eval caches of ``model``'s modules.
+
+    Counts each storage once; cached values that are parameters or buffers of
+    ``model`` (a filter at its stored size, an unpacked bias) cost nothing extra.
+    """
+    owned = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers())}
+    seen, total = set(owned), 0
+    for module in model.modules():
+        for value in module.__dict__.get(_CACHE_ATTR, {}).values():
+            for t in _tensors(value):
+                key = _storage_key(t)
+                if key not in seen:
+                    seen.add(key)
+                    total += _nbytes(t)
+    return total
