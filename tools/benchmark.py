@@ -175,7 +175,7 @@ def measure_segmentor(name, size, args, device):
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
 
-    from gfnet_dense.runtime import use_cpu_fallbacks
+    from gfnet_dense.mm.runtime import use_cpu_fallbacks
     cfg = Config.fromfile(_config_path(name))
     use_cpu_fallbacks(cfg)  # SyncBN -> BN: a single process
     cfg.model.backbone.init_cfg, cfg.model.pretrained = None, None
@@ -216,7 +216,8 @@ def copy_bandwidth(device: torch.device) -> float:
 def measure_filter(name, size, args, device):
     """The global filter layer of every stage of ``name`` alone, forward without autograd."""
     from gfnet_dense import GFNetH
-    from gfnet_dense.models.gfnet import GFNET_H_PATCH_SIZES, grid_after
+    from gfnet_dense.layers import grid_after
+    from gfnet_dense.models.gfnet import GFNET_H_PATCH_SIZES
     backbone = GFNetH(arch=name[len('gfnet_h_'):]).to(device).eval()
     dtype = torch.bfloat16 if args.amp else torch.float32
     rows, grid = [], size

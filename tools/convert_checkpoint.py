@@ -32,10 +32,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from gfnet_dense.models import (AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS, AFFNet,  # noqa: E402
-                                GFNet, GFNetH)
-from gfnet_dense.models.checkpoint import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
-                                           load_into, read_checkpoint, unwrap_state_dict)
+from gfnet_dense.checkpoint import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
+                                    load_into, read_checkpoint, unwrap_state_dict)
+from gfnet_dense.mm import AFFNet, GFNet, GFNetH  # noqa: E402
+from gfnet_dense.models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS  # noqa: E402
 
 MODELS = {f'gfnet_{a}': (GFNet, a) for a in GFNET_ARCHS}
 MODELS.update({f'gfnet_h_{a}': (GFNetH, a) for a in GFNET_H_ARCHS})

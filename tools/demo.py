@@ -17,7 +17,7 @@ sys.path.insert(0, HERE)
 import image_demo  # noqa: E402
 import train  # noqa: E402
 
-from gfnet_dense.datasets import make_ade20k_demo  # noqa: E402
+from gfnet_dense.demo_data import make_ade20k_demo  # noqa: E402
 
 CONFIG = osp.join(osp.dirname(HERE), 'configs/demo/upernet_gfnet_h_ti_ade20k_demo.py')
 

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.model_checks import check_model_widths, load_checked  # noqa: E402
+from gfnet_dense.mm.model_checks import check_model_widths, load_checked  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 

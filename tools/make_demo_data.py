@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from gfnet_dense.datasets import make_ade20k_demo  # noqa: E402
+from gfnet_dense.demo_data import make_ade20k_demo  # noqa: E402
 
 
 def main(argv=None):

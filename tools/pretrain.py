@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 from torchvision.datasets import ImageFolder  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers the classifiers)
-from gfnet_dense.models.checkpoint import adapt_state_dict, load_into, read_checkpoint  # noqa: E402
+from gfnet_dense.checkpoint import adapt_state_dict, load_into, read_checkpoint  # noqa: E402
 
 logger = logging.getLogger('pretrain')
 

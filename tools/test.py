@@ -19,11 +19,11 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.model_checks import check_checkpoint_fits  # noqa: E402
-from gfnet_dense.runtime import (check_data_paths, init_cpu_distributed,  # noqa: E402
+from gfnet_dense.mm.model_checks import check_checkpoint_fits  # noqa: E402
+from gfnet_dense.mm.runtime import (check_data_paths, init_cpu_distributed,  # noqa: E402
                                  parse_with_launcher_args,
                                  prepare_config)
-from gfnet_dense.safe_loading import safe_checkpoint_loading  # noqa: E402
+from gfnet_dense.mm.safe_loading import safe_checkpoint_loading  # noqa: E402
 
 
 def parse_args(argv=None):

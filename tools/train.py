@@ -18,11 +18,11 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
-from gfnet_dense.model_checks import check_run_checkpoint  # noqa: E402
-from gfnet_dense.runtime import (CPU_NOTE, check_data_paths,  # noqa: E402
+from gfnet_dense.mm.model_checks import check_run_checkpoint  # noqa: E402
+from gfnet_dense.mm.runtime import (CPU_NOTE, check_data_paths,  # noqa: E402
                                  init_cpu_distributed,
                                  parse_with_launcher_args, prepare_config)
-from gfnet_dense.safe_loading import safe_checkpoint_loading  # noqa: E402
+from gfnet_dense.mm.safe_loading import safe_checkpoint_loading  # noqa: E402
 
 
 def parse_args(argv=None):

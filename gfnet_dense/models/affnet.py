@@ -205,13 +205,6 @@ class AFFNetTrunk(nn.Module):
             return intermediates
         return (self.conv_1x1_exp(x) if i == last_stage else x), intermediates
 
-    def forward_stages(self, x: torch.Tensor, last_stage: int = -1) -> List[torch.Tensor]:
-        """NCHW maps of the stages up to ``last_stage`` (the MMEngine backbone's call;
-        ``forward_intermediates`` with ``stop_early``)."""
-        last_stage %= len(self.stages)
-        return self.forward_intermediates(x, list(range(last_stage + 1)), stop_early=True,
-                                          intermediates_only=True)
-
 
 class AFFNetClassifier(AFFNetTrunk):
     """AFFNet ImageNet classifier: ``(B, C, H, W) -> (B, num_classes)``."""

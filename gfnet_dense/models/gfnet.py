@@ -5,7 +5,7 @@ dense prediction.
 position embedding and global filter blocks, for any input size, with timm's
 feature API (``feature_info``, ``forward_intermediates``). The timm classifiers
 below add the final norm and the head; the MMEngine backbones in
-``gfnet_dense.models.backbones`` add one norm per output. Parameter names follow
+``gfnet_dense.mm.backbones`` add one norm per output. Parameter names follow
 the released ImageNet checkpoints, so those load strictly into the classifiers.
 
 Tokens are kept channels-last (``B, H, W, C``) between blocks: LayerNorm and the
@@ -23,7 +23,7 @@ from torch import nn
 from .. import ops
 from ..layers import (EvalCacheMixin, GlobalFilter, Mlp, PatchEmbed, check_image_batch,
                       grid_after, resize_pos_embed, run_blocks, to_2tuple)
-from .checkpoint import adapt_state_dict
+from ..checkpoint import adapt_state_dict
 from .features import check_output_fmt, to_output_fmt
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.
@@ -186,12 +186,6 @@ class IsotropicGFNet(_GFNetTrunk):
             return intermediates
         return self.norm(x), intermediates
 
-    def forward_blocks(self, x: torch.Tensor, out_indices: Sequence[int]) -> List[torch.Tensor]:
-        """``(B, h, w, D)`` tokens after the blocks ``out_indices`` (the MMEngine
-        backbone's call; ``forward_intermediates`` with ``output_fmt='NHWC'``)."""
-        return self.forward_intermediates(x, list(out_indices), stop_early=True,
-                                          output_fmt='NHWC', intermediates_only=True)
-
 
 def check_stage_counts(embed_dims: Sequence[int], depths: Sequence[int]) -> None:
     """Refuse GFNet-H settings without exactly one width and one depth per stage."""
@@ -291,13 +285,6 @@ class HierarchicalGFNet(_GFNetTrunk):
         if intermediates_only:
             return intermediates
         return (self.norm(x) if i == last_stage else x), intermediates
-
-    def forward_stages(self, x: torch.Tensor, last_stage: int = -1) -> List[torch.Tensor]:
-        """``(B, h, w, D_i)`` tokens of the stages up to ``last_stage`` (the MMEngine
-        backbone's call; ``forward_intermediates`` with ``output_fmt='NHWC'``)."""
-        last_stage %= len(self.blocks)
-        return self.forward_intermediates(x, list(range(last_stage + 1)), stop_early=True,
-                                          output_fmt='NHWC', intermediates_only=True)
 
 
 class _ClassifierMixin:

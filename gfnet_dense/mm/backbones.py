@@ -17,11 +17,11 @@ from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .affnet import AFFNET_ARCHS, AFFNetTrunk
-from .checkpoint import (CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint,
+from ..models.affnet import AFFNET_ARCHS, AFFNetTrunk
+from ..checkpoint import (CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint,
                          unwrap_state_dict)
-from .gfnet import GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet
-from .variants import resolve_arch
+from ..models.gfnet import GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet
+from ..models.variants import resolve_arch
 
 
 def _pretrained_init_cfg(init_cfg, pretrained):
@@ -87,6 +87,14 @@ class _MMBackboneMixin:
 
     def _unused_modules(self):
         return []
+
+    def _normed_outputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The trunk's ``out_indices`` maps, each through its own LayerNorm, as NCHW views
+        of channels-last memory."""
+        maps = self.forward_intermediates(x, list(self.out_indices), stop_early=True,
+                                          output_fmt='NHWC', intermediates_only=True)
+        return tuple(getattr(self, f'norm{i}')(m).permute(0, 3, 1, 2)
+                     for i, m in zip(self.out_indices, maps))
 
     def _frozen_modules(self):
         raise NotImplementedError
@@ -212,9 +220,7 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
         return modules
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        stages = self.forward_stages(x, last_stage=self.out_indices[-1])
-        return tuple(getattr(self, f'norm{i}')(stages[i]).permute(0, 3, 1, 2)
-                     for i in self.out_indices)
+        return self._normed_outputs(x)
 
 
 @MODELS.register_module()
@@ -263,9 +269,7 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
         return modules
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        maps = self.forward_blocks(x, self.out_indices)
-        return tuple(getattr(self, f'norm{i}')(m).permute(0, 3, 1, 2)
-                     for i, m in zip(self.out_indices, maps))
+        return self._normed_outputs(x)
 
 
 @MODELS.register_module()
@@ -311,5 +315,5 @@ class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
         return [self.stem, *self.stages[:self.frozen_stages]]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        stages = self.forward_stages(x, last_stage=self.out_indices[-1])
-        return tuple(stages[i] for i in self.out_indices)
+        return tuple(self.forward_intermediates(x, list(self.out_indices), stop_early=True,
+                                                intermediates_only=True))

@@ -12,9 +12,9 @@ import os.path as osp
 import re
 from typing import List, Optional, Union
 
-from .models import (AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS, AFFNet, GFNet, GFNetH,
-                     CheckpointMismatchError)
-from .models.checkpoint import mismatch_report, read_checkpoint
+from ..checkpoint import CheckpointMismatchError, mismatch_report, read_checkpoint
+from ..models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS
+from .backbones import AFFNet, GFNet, GFNetH
 
 # backbone type: (class, arch table, key of its widths)
 BACKBONES = {'GFNetH': (GFNetH, GFNET_H_ARCHS, 'embed_dims'),

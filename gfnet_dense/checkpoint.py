@@ -12,8 +12,8 @@ from typing import Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from ..layers import GlobalFilter, infer_grid_size, resize_filter, resize_pos_embed
-from ..serialization import UnsafeCheckpointError, load_checkpoint
+from .layers import GlobalFilter, infer_grid_size, resize_filter, resize_pos_embed
+from .serialization import UnsafeCheckpointError, load_checkpoint
 
 
 class CheckpointMismatchError(ValueError):

@@ -17,7 +17,7 @@ import contextlib
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from .serialization import download, load_file
+from ..serialization import download, load_file
 
 
 def _load_local(filename, map_location=None):

@@ -5,9 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / 'gfnet_dense'
 LAYERS = ('ops', 'layers', 'models')  # each may import only those before it
+OPENMMLAB = ('mmengine', 'mmcv', 'mmseg', 'mmdet')
 
 
 def module_name(path: Path) -> str:
@@ -32,23 +33,37 @@ def top_level_imports(path: Path):
 
 
 def import_graph():
-    files = [p for layer in LAYERS for p in (PACKAGE / layer).glob('*.py')]
-    files = [p for p in files if p.name != 'backbones.py']  # MMEngine's side, not the network's
-    return {module_name(p): {m for m in top_level_imports(p) if m.startswith('gfnet_dense.')}
-            for p in files}
+    """Every module of the package -> the package modules it imports at module level."""
+    return {module_name(p): set(top_level_imports(p)) for p in PACKAGE.rglob('*.py')}
+
+
+def _own(imported):
+    return {m for m in imported if m.startswith('gfnet_dense.')}
 
 
 def test_layers_import_only_downwards():
     for module, imported in import_graph().items():
+        if module.count('.') < 2 or module.split('.')[1] not in LAYERS:
+            continue
         layer = LAYERS.index(module.split('.')[1])
-        for target in imported:
+        for target in _own(imported):
             parts = target.split('.')
             if len(parts) > 1 and parts[1] in LAYERS:
                 assert LAYERS.index(parts[1]) <= layer, f'{module} imports {target}'
 
 
+def test_only_mm_imports_openmmlab():
+    for module, imported in import_graph().items():
+        if module.startswith('gfnet_dense.mm'):
+            continue
+        foreign = {m for m in imported if m.split('.')[0] in OPENMMLAB}
+        assert not foreign, f'{module} imports {foreign}: OpenMMLab code belongs in gfnet_dense.mm'
+        inward = {m for m in _own(imported) if m.startswith('gfnet_dense.mm')}
+        assert module == 'gfnet_dense' or not inward, f'{module} imports {inward}'
+
+
 def test_no_import_cycles():
-    graph = import_graph()
+    graph = {k: _own(v) for k, v in import_graph().items()}
     state = {}
 
     def visit(node, path):
@@ -65,32 +80,24 @@ def test_no_import_cycles():
         visit(node, [])
 
 
-def test_models_layers_and_ops_import_without_mmengine():
-    code = f'''
-import importlib.abc, sys, types
+def test_package_imports_without_mmengine():
+    """``import gfnet_dense`` needs torch and timm only (OpenMMLab blocked here)."""
+    code = '''
+import importlib.abc, sys
 
-class BlockMMEngine(importlib.abc.MetaPathFinder):
+class BlockOpenMMLab(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] == 'mmengine':
-            raise ImportError('mmengine is blocked')
+        if name.split('.')[0] in ('mmengine', 'mmcv', 'mmseg', 'mmdet'):
+            raise ImportError(f'{name} is blocked')
 
-sys.meta_path.insert(0, BlockMMEngine())
-# the top-level package imports the MMEngine hooks: stand in for it
-package = types.ModuleType('gfnet_dense')
-package.__path__ = [{str(PACKAGE)!r}]
-sys.modules['gfnet_dense'] = package
-import gfnet_dense.ops, gfnet_dense.layers, gfnet_dense.models
+sys.meta_path.insert(0, BlockOpenMMLab())
+import gfnet_dense
 import timm, torch
 model = timm.create_model('gfnet_h_ti', features_only=True, depths=(1, 1, 1, 1))
 assert len(model(torch.randn(1, 3, 64, 96))) == 4
-try:
-    gfnet_dense.models.GFNetH
-except ImportError as err:
-    assert 'mmengine' in str(err)
-else:
-    raise AssertionError('the MMEngine backbones imported without mmengine')
+assert not hasattr(gfnet_dense, 'GFNetH') and 'gfnet_dense.mm' not in sys.modules
 print('ok')
 '''
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          cwd=osp.dirname(str(ROOT)), timeout=300)
+                          cwd=str(ROOT), timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith('ok'), proc.stderr[-3000:]

@@ -1,7 +1,6 @@
 """Loading never runs code from a file: crafted checkpoints through every entry point."""
 import functools
 import http.server
-import os
 import os.path as osp
 import threading
 
@@ -13,10 +12,9 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from crafted import PAYLOADS, PLACES, genuine_message_hub, write_crafted
 from gfnet_dense import GFNetH
-from gfnet_dense.models.checkpoint import read_checkpoint
-from gfnet_dense.safe_loading import SafeCheckpointLoadingHook, safe_checkpoint_loading
+from gfnet_dense.checkpoint import read_checkpoint
+from gfnet_dense.mm.safe_loading import SafeCheckpointLoadingHook, safe_checkpoint_loading
 from gfnet_dense.serialization import UnsafeCheckpointError, load_file
-from helpers import DEMO_CONFIG, data_options, run_tool
 
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_scale_init=1e-2)
 # what each payload's refusal must name
@@ -156,102 +154,3 @@ def test_url_checkpoints_download_and_load_under_the_policy(http_root, sentinel)
         CheckpointLoader.load_checkpoint(f'{base}/evil.pth')
     with pytest.raises(ConnectionError, match='could not download'):
         read_checkpoint(f'{base}/missing.pth')
-
-
-# --------------------------------------------------------------- the project's tools
-@pytest.fixture(scope='module')
-def demo_root(tmp_path_factory):
-    from gfnet_dense.datasets import make_ade20k_demo
-    return make_ade20k_demo(str(tmp_path_factory.mktemp('ade') / 'ade20k_demo'),
-                            num_train=2, num_val=1)
-
-
-def _demo_state():
-    """A state dict of the demo config's segmentor (so only the policy can refuse it)."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-    cfg = Config.fromfile(DEMO_CONFIG)
-    init_default_scope('mmseg')
-    return MODELS.build(cfg.model).state_dict()
-
-
-TOOL_CASES = {
-    'train_resume': ('numpy_runstring', 'message_hub'),
-    'train_load_from': ('getattr_chain_to_eval', 'optimizer_state'),
-    'test': ('torch_save_call', 'top_level'),
-    'image_demo': ('history_buffer_getattr', 'message_hub'),
-    'convert': ('numpy_runstring', 'optimizer_state'),
-    'pretrain_resume': ('torch_save_call', 'optimizer_state'),
-    'pretrain_finetune': ('getattr_chain_to_eval', 'top_level'),
-}
-
-
-def _tool_args(case, path, demo_root, work_dir):
-    options = ['--cfg-options', *data_options(demo_root), 'train_dataloader.num_workers=0',
-               'train_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
-               'test_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-               'val_dataloader.persistent_workers=False']
-    image = osp.join(demo_root, 'images', 'validation')
-    image = osp.join(image, sorted(os.listdir(image))[0])
-    folder = osp.join(work_dir, 'images')
-    return {
-        'train_resume': ['train.py', DEMO_CONFIG, '--work-dir', work_dir, '--resume', path,
-                         *options],
-        'train_load_from': ['train.py', DEMO_CONFIG, '--work-dir', work_dir, *options,
-                            f'load_from={path}'],
-        'test': ['test.py', DEMO_CONFIG, path, '--work-dir', work_dir, *options],
-        'image_demo': ['image_demo.py', image, DEMO_CONFIG, path,
-                       '--out', osp.join(work_dir, 'out.png')],
-        'convert': ['convert_checkpoint.py', path, osp.join(work_dir, 'out.pth'),
-                    '--model', 'gfnet_h_ti', '--to', 'backbone'],
-        'pretrain_resume': ['pretrain.py', '--model', 'gfnet_h_ti', '--data-path', folder,
-                            '--resume', path, '--output-dir', work_dir, '--epochs', '1',
-                            '--batch-size', '2', '--workers', '0', '--input-size', '32'],
-        'pretrain_finetune': ['pretrain.py', '--model', 'gfnet_h_ti', '--data-path', folder,
-                              '--finetune', path, '--output-dir', work_dir, '--epochs', '1',
-                              '--batch-size', '2', '--workers', '0', '--input-size', '32'],
-    }[case]
-
-
-@pytest.mark.parametrize('case', sorted(TOOL_CASES))
-def test_tools_refuse_crafted_checkpoints(case, demo_root, tmp_path, sentinel):
-    from helpers import write_image_folder
-    payload, place = TOOL_CASES[case]
-    work_dir = str(tmp_path / 'work')
-    os.makedirs(work_dir)
-    write_image_folder(osp.join(work_dir, 'images'), classes=2, per_class=(2, 1), size=32)
-    state = _demo_state() if case != 'convert' else GFNetH(arch='ti').state_dict()
-    path = write_crafted(tmp_path / 'evil.pth', state, payload, place, sentinel)
-    proc = run_tool(*_tool_args(case, path, demo_root, work_dir), check=False, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output[-3000:]
-    assert 'refusing to load' in output and NAMED[payload] in output, output[-3000:]
-
-
-def test_mmseg_own_test_tool_with_our_config(demo_root, tmp_path, sentinel):
-    """The config's SafeCheckpointLoadingHook: MMSeg's tools/test.py loads a genuine
-    MMEngine checkpoint (its HistoryBuffers) and refuses a crafted one."""
-    import subprocess
-    import sys
-
-    import mmseg
-    tool = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
-    state = _demo_state()
-    genuine = str(tmp_path / 'genuine.pth')
-    torch.save({'meta': {'iter': 3}, 'state_dict': state,
-                'message_hub': genuine_message_hub()}, genuine)
-    evil = write_crafted(tmp_path / 'evil.pth', state, 'getattr_chain_to_eval', 'message_hub',
-                         sentinel)
-    options = ['--cfg-options', *data_options(demo_root), 'test_dataloader.num_workers=0',
-               'test_dataloader.persistent_workers=False']
-    outputs = {}
-    for name, path in (('genuine', genuine), ('evil', evil)):
-        proc = subprocess.run([sys.executable, tool, DEMO_CONFIG, path, '--work-dir',
-                               str(tmp_path / name), *options], capture_output=True, text=True,
-                              timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
-        outputs[name] = (proc.returncode, proc.stdout + proc.stderr)
-    assert outputs['genuine'][0] == 0 and 'mIoU' in outputs['genuine'][1], \
-        outputs['genuine'][1][-3000:]
-    assert outputs['evil'][0] != 0 and "attribute '__init__'" in outputs['evil'][1], \
-        outputs['evil'][1][-3000:]

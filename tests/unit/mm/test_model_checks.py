@@ -12,10 +12,10 @@ from mmengine.config import Config
 from PIL import Image
 
 from gfnet_dense import AFFNet, CheckpointMismatchError
-from gfnet_dense.datasets import make_ade20k_demo
-from gfnet_dense.model_checks import (check_checkpoint_fits, check_model_widths,
+from gfnet_dense.demo_data import make_ade20k_demo
+from gfnet_dense.mm.model_checks import (check_checkpoint_fits, check_model_widths,
                                       checkpoint_to_check)
-from gfnet_dense.runtime import check_data_paths, prepare_config
+from gfnet_dense.mm.runtime import check_data_paths, prepare_config
 from helpers import DEMO_CONFIG, ROOT, data_options, run_tool, write_tiny_coco
 
 FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
@@ -118,6 +118,7 @@ def test_checkpoint_to_check_follows_mmengine(tmp_path):
     assert checkpoint_to_check(cfg) == 'given.pth'
 
 
+@pytest.mark.slow
 def test_test_tool_refuses_classifier_checkpoint(tmp_path, demo_root, classifier_ckpt):
     out = run_tool('test.py', DEMO_CONFIG, classifier_ckpt, '--work-dir', str(tmp_path),
                    '--cfg-options', *data_options(demo_root), *FAST, check=False)
@@ -129,6 +130,7 @@ def test_test_tool_refuses_classifier_checkpoint(tmp_path, demo_root, classifier
     assert 'Iter(test)' not in log and 'mIoU:' not in log  # nothing was evaluated
 
 
+@pytest.mark.slow
 def test_train_load_from_refuses_classifier_checkpoint(tmp_path, demo_root, classifier_ckpt):
     out = run_tool('train.py', DEMO_CONFIG, '--work-dir', str(tmp_path), '--cfg-options',
                    *data_options(demo_root), *FAST, f'load_from={classifier_ckpt}', check=False)
@@ -137,6 +139,7 @@ def test_train_load_from_refuses_classifier_checkpoint(tmp_path, demo_root, clas
     assert 'Iter(train)' not in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_train_auto_resume_refuses_misfit_checkpoint(tmp_path, demo_root):
     # the latest checkpoint in the work dir is of another variant (GFNet-H-S widths)
     ckpt = tmp_path / 'iter_4.pth'
