@@ -208,13 +208,18 @@ def test_whole_backbone_matches_reference():
         torch.testing.assert_close(a, b, **TOL)
 
 
-def test_bf16_autocast_training_step():
+def test_bf16_autocast_training_step_gradients_match_fp32():
     block = GFBlock(8, (6, 6), layer_scale_init=1e-2)
     x = torch.randn(2, 7, 7, 8)
+    params = list(block.parameters())
+    reference = torch.autograd.grad(block(x).sum(), params)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = block(x)
-    out.float().sum().backward()
-    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in block.parameters())
+    mixed = torch.autograd.grad(out.float().sum(), params)
+    for (name, _), a, b in zip(block.named_parameters(), mixed, reference):
+        assert a.dtype == torch.float32, name
+        # bf16 keeps 8 bits of mantissa: ~0.4% per rounding; measured 0.2-0.6% here
+        assert (a - b).norm() <= 0.02 * b.norm(), name
 
 
 def test_bf16_autocast_inference_runs_and_stays_close():
