@@ -15,7 +15,7 @@ repeats after warm-up, written as Markdown, JSON (and a log-log PNG plot):
 
 ``--rounds N`` repeats the whole sweep N times with the models interleaved and
 pools the samples. The backbone and segmentor tables end with the verdict on
-each of issue 6's targets that the run measured (GFNet-H-S against its peers).
+each speed and memory target (TARGETS below) that the run measured (GFNet-H-S against its peers).
 
     python tools/benchmark.py --quick                      # a few minutes on 2 CPU cores
     python tools/benchmark.py --rounds 3 --threads 2       # the run behind BENCHMARKS.md
@@ -268,7 +268,7 @@ def merge_rounds(results):
     return list(merged.values())
 
 
-# Issue 6's targets for GFNet-H-S: (what, quantity, input, peer, must be strictly lower)
+# Speed and memory targets for GFNet-H-S: (what, quantity, input, peer, must be strictly lower)
 TARGET_MODEL = 'gfnet_h_s'
 TARGETS = [
     ('forward', 'fwd_ms', '1024x1024', 'convnext_t', False),
@@ -363,7 +363,7 @@ def markdown(rows, args, device, copy_gbs=None, nominal_gbs=None, targets=()) ->
                  + '.')
     samples = f'{args.repeats} x {args.rounds} rounds' if args.rounds > 1 else f'{args.repeats}'
     if targets:
-        lines += ['', 'Targets (issue 6), from the rows above:', ''] + _target_lines(targets)
+        lines += ['', 'Targets, from the rows above:', ''] + _target_lines(targets)
     return (f'Machine: {machine}; torch {torch.__version__}; batch {args.batch}; '
             f"{'bf16 autocast' if args.amp else 'fp32'}; warm-up {args.warmup}, "
             f'median of {samples}, spread = max - min.{notes}\n\n' + '\n'.join(lines) + '\n')

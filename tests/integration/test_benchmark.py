@@ -2,7 +2,7 @@
 import json
 import os.path as osp
 
-from helpers import run_tool
+from helpers import ROOT, run_tool
 
 FAST = ['--sizes', '64x96', '--warmup', '0', '--repeats', '1', '--threads', '1']
 
@@ -56,7 +56,7 @@ def test_unsupported_requests_fail_with_the_reason(tmp_path):
 
 def test_cpu_peak_memory_counts_tensor_allocations():
     import sys
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
     import torch
     from benchmark import peak_memory
     held = []
@@ -73,7 +73,7 @@ def test_cpu_peak_memory_counts_tensor_allocations():
 
 def _benchmark_module():
     import sys
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
     import benchmark
     return benchmark
 

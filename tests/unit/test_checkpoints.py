@@ -11,7 +11,7 @@ from gfnet_dense.serialization import UnsafeCheckpointError
 
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 2, 1], layer_scale_init=1e-2)
 
-# SPEC section 1: the released GFNet-H-S layout
+# the released GFNet-H-S checkpoint (gfnet-h-s.pth) layout
 RELEASED_H_S_SHAPES = {
     'pos_embed': (1, 3136, 96),
     'patch_embed.0.proj.weight': (96, 3, 4, 4),
@@ -32,7 +32,7 @@ RELEASED_H_S_SHAPES = {
 PARAMS = {'gfnet_ti': 7_511_784, 'gfnet_xs': 15_985_768, 'gfnet_s': 24_869_608,
           'gfnet_b': 43_120_616, 'gfnet_h_ti': 15_085_096, 'gfnet_h_s': 32_162_632,
           'gfnet_h_b': 53_744_200}
-SPEC_PARAMS_M = {'gfnet_ti': 7.51, 'gfnet_xs': 15.99, 'gfnet_s': 24.87, 'gfnet_b': 43.12,
+PAPER_PARAMS_M = {'gfnet_ti': 7.51, 'gfnet_xs': 15.99, 'gfnet_s': 24.87, 'gfnet_b': 43.12,
                  'gfnet_h_ti': 15.09, 'gfnet_h_s': 32.16, 'gfnet_h_b': 53.74}
 
 
@@ -41,7 +41,7 @@ def test_classifier_parameter_counts_match_released_models(name):
     model = timm.create_model(name)
     count = sum(p.numel() for p in model.parameters())
     assert count == PARAMS[name]
-    assert round(count / 1e6, 2) == SPEC_PARAMS_M[name]
+    assert round(count / 1e6, 2) == PAPER_PARAMS_M[name]
 
 
 def test_h_s_state_dict_has_released_layout():

@@ -1,4 +1,4 @@
-"""FLOPs in the paper's convention match SPEC section 1 at 224x224."""
+"""FLOPs counted as the GFNet paper counts them (FFTs included) match its numbers at 224."""
 import math
 
 import pytest
