@@ -109,6 +109,30 @@ def test_classifier_weights_say_where_they_belong(tiny_seg):
         check_checkpoint_fits(tiny_seg, {'model': tiny_seg.state_dict()})
 
 
+def test_safetensors_segmentor_weights_load_like_the_tools_load_them(tiny_seg, tmp_path):
+    """A whole model as .safetensors: the fit check passes and MMEngine's load_from
+    (under the policy) restores every weight; the image demo reads it too."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    from safetensors.torch import save_file
+
+    from gfnet_dense.mm.model_checks import load_checked
+    from gfnet_dense.mm.safe_loading import safe_checkpoint_loading
+    for param in tiny_seg.parameters():
+        torch.nn.init.normal_(param, std=0.1)
+    state = {k: v.contiguous() for k, v in tiny_seg.state_dict().items()}
+    path = str(tmp_path / 'segmentor.safetensors')
+    save_file(state, path)
+    check_checkpoint_fits(tiny_seg, path)
+    target = build_model(tiny_seg_config())
+    with safe_checkpoint_loading():
+        load_checkpoint(target, path, map_location='cpu', strict=True)
+    for key, value in state.items():
+        torch.testing.assert_close(target.state_dict()[key], value)
+    fresh = build_model(tiny_seg_config())
+    load_checked(fresh, path)
+    torch.testing.assert_close(fresh.backbone.pos_embed, tiny_seg.backbone.pos_embed)
+
+
 def test_checkpoint_to_check_follows_mmengine(tmp_path):
     cfg = Config(dict(work_dir=str(tmp_path), resume=True, load_from=None))
     assert checkpoint_to_check(cfg) is None  # nothing to resume: a fresh run
