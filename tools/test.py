@@ -70,7 +70,8 @@ def _enable_output(cfg, out: str) -> None:
         cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=out))
 
 
-def main(argv=None):
+def main(argv=None) -> dict:
+    """Returns the evaluator's metrics."""
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
@@ -90,7 +91,7 @@ def main(argv=None):
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint)
     with safe_checkpoint_loading():  # MMEngine loads the checkpoint under the policy
-        runner.test()
+        return runner.test()
 
 
 if __name__ == '__main__':

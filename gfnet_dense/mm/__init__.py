@@ -2,14 +2,16 @@
 
 Importing it registers, in MMEngine's root registries (so they build under the
 ``mmseg`` and ``mmdet`` scopes alike): the backbones ``GFNet``, ``GFNetH`` and
-``AFFNet``, the hooks ``SafeCheckpointLoadingHook`` and ``SegLabelCheckHook``
-and the optimizer constructor ``LayerDecayOptimWrapperConstructor``.
+``AFFNet``, ``TimmFeatures`` (any timm model as a backbone), the hooks
+``SafeCheckpointLoadingHook`` and ``SegLabelCheckHook`` and the optimizer
+constructor ``LayerDecayOptimWrapperConstructor``.
 """
 from .backbones import AFFNet, GFNet, GFNetH
 from .label_check import SegLabelCheckHook, check_seg_labels
 from .layer_decay import LayerDecayOptimWrapperConstructor
 from .safe_loading import SafeCheckpointLoadingHook, safe_checkpoint_loading
+from .timm_features import TimmFeatures
 
 __all__ = ['AFFNet', 'GFNet', 'GFNetH', 'LayerDecayOptimWrapperConstructor',
-           'SafeCheckpointLoadingHook', 'SegLabelCheckHook', 'check_seg_labels',
+           'SafeCheckpointLoadingHook', 'SegLabelCheckHook', 'TimmFeatures', 'check_seg_labels',
            'safe_checkpoint_loading']

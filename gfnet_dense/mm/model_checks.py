@@ -28,8 +28,14 @@ def _default(cls, name):
 
 def backbone_widths(backbone: dict) -> Optional[List[int]]:
     """Channels of each output of a GFNetH / GFNet / AFFNet backbone config, from the
-    arch tables; None for other backbones and archs the build itself will refuse."""
+    arch tables, or of a TimmFeatures one, from its timm model built without weights;
+    None for other backbones and archs the build itself will refuse."""
     kind = str(backbone.get('type', '')).split('.')[-1]
+    if kind == 'TimmFeatures':
+        from .timm_features import TimmFeatures
+        args = {k: backbone[k] for k in ('model_name', 'out_indices', 'in_channels')
+                if k in backbone}
+        return TimmFeatures(**args).out_channels if 'model_name' in args else None
     if kind not in BACKBONES:
         return None
     cls, table, key = BACKBONES[kind]

@@ -1,0 +1,321 @@
+"""Real-data proving ground: pretrain on real images, transfer to dense tasks at other
+resolutions, against timm peers, all on CPU.
+
+    python tools/proving_ground.py [--quick] --out DIR [--stages STAGE ...] [--data DIR]
+
+Stages (the data is fetched from the package registries on first use, into
+``$GFNET_DENSE_CACHE`` or ``~/.cache/gfnet_dense``, and converted under ``--data``):
+
+1. ``pretrain``: tools/pretrain.py on Fashion-MNIST (Debian ``dataset-fashion-mnist``)
+   at 32x32: GFNet-H-Ti, ResNet-18 and ConvNeXt-Nano, one recipe and epoch budget.
+2. ``seg``: Semantic FPN on brain MRI slices with AAL lobe labels (Debian
+   ``mricron-data``) at their native 217x181 through tools/train.py: GFNet-H-Ti from
+   scratch and from its Fashion-MNIST checkpoint once per ``filter_resize`` mode; the
+   peers from their own checkpoints.
+3. ``det``: RetinaNet on aerial tree crowns (PyPI ``deepforest==2.1.0``), validated on
+   other sites: GFNet-H-Ti and ResNet-18, from scratch and pretrained.
+4. ``resolution``: every segmentation model through tools/test.py at 0.5x-2x the
+   training size and at two other aspect ratios.
+
+Results: ``DIR/results.json``, ``DIR/results.md`` and plots in DIR. Each finished run
+is kept in ``DIR/runs/``; running the command again skips finished runs and resumes
+an interrupted training from its last checkpoint.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import proving_report  # noqa: E402
+
+from gfnet_dense.real_data import RealDataUnavailable  # noqa: E402
+
+STAGES = ('pretrain', 'seg', 'det', 'resolution')
+PEERS = ('resnet18', 'convnext_nano')
+RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
+# test sizes as (height factor, width factor) of the 217x181 training size
+TEST_SIZES = ((0.5, 0.5), (0.75, 0.75), (1.0, 1.0), (1.5, 1.5), (2.0, 2.0), (1.0, 1.5),
+              (1.5, 1.0))
+SEG_SIZE_HW = (217, 181)
+SEG_CONFIGS = {'gfnet_h_ti': 'fpn_gfnet_h_ti_brain_lobes.py',
+               'resnet18': 'fpn_resnet18_brain_lobes.py',
+               'convnext_nano': 'fpn_convnext_nano_brain_lobes.py'}
+DET_CONFIGS = {'gfnet_h_ti': 'retinanet_gfnet_h_ti_trees.py',
+               'resnet18': 'retinanet_resnet18_trees.py'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    train_per_class: Optional[int]  # Fashion-MNIST training images per class (None: 6000)
+    val_per_class: Optional[int]  # test images per class (None: all 1000)
+    epochs: int
+    seg_iters: int
+    seg_peers_from_scratch: bool
+    det_iters: int
+    det_models: tuple
+
+
+FULL = Budget(train_per_class=2000, val_per_class=None, epochs=2, seg_iters=300,
+              seg_peers_from_scratch=True, det_iters=200, det_models=('gfnet_h_ti', 'resnet18'))
+QUICK = Budget(train_per_class=60, val_per_class=30, epochs=1, seg_iters=24,
+               seg_peers_from_scratch=False, det_iters=16, det_models=('gfnet_h_ti', 'resnet18'))
+# rough CPU seconds per unit, for the ETA only (corrected by the measured pace)
+PRETRAIN_IMAGES_PER_S = {'gfnet_h_ti': 130, 'resnet18': 380, 'convnext_nano': 250}
+SEG_S_PER_ITER = {'gfnet_h_ti': 1.3, 'resnet18': 0.8, 'convnext_nano': 1.0}
+DET_S_PER_ITER = 1.2
+STARTUP_S = 15
+
+
+@dataclasses.dataclass
+class Run:
+    name: str  # e.g. 'seg/gfnet_h_ti-pretrained-spatial'
+    stage: str
+    estimate_s: float
+    action: object  # callable returning the run's result dict
+
+
+class Progress:
+    """Prints each run with the elapsed time and an ETA from the measured pace."""
+
+    def __init__(self, runs: List[Run]):
+        self.runs, self.start, self.done_estimate = runs, time.time(), 0.0
+
+    def begin(self, i: int) -> None:
+        elapsed = time.time() - self.start
+        remaining = sum(r.estimate_s for r in self.runs[i:])
+        pace = elapsed / self.done_estimate if self.done_estimate > 0 else 1.0
+        print(f'[{i + 1}/{len(self.runs)}] {self.runs[i].name}  elapsed {_clock(elapsed)}, '
+              f'ETA {_clock(pace * remaining)}', flush=True)
+
+    def end(self, i: int) -> None:
+        self.done_estimate += self.runs[i].estimate_s
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+class ProvingGround:
+    def __init__(self, out: Path, data: Path, budget: Budget, quick: bool):
+        self.out, self.data, self.budget, self.quick = out, data, budget, quick
+        self.python = sys.executable
+
+    # data ------------------------------------------------------------------
+    def fashion(self) -> Path:
+        from gfnet_dense.real_data.fashion_mnist import write_imagefolder
+        name = 'fashion_mnist_quick' if self.quick else 'fashion_mnist'
+        return write_imagefolder(self.data / name, self.budget.train_per_class,
+                                 self.budget.val_per_class)
+
+    def brain(self) -> Path:
+        from gfnet_dense.real_data.aal import write_seg_dataset
+        return write_seg_dataset(self.data / 'brain_lobes')
+
+    def trees(self) -> Path:
+        from gfnet_dense.real_data.deepforest import write_coco_dataset
+        return write_coco_dataset(self.data / 'tree_crowns')
+
+    # tools -----------------------------------------------------------------
+    def _tool(self, log: Path, *args: str) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, 'a') as f:
+            done = subprocess.run([self.python, *args], cwd=ROOT, stdout=f,
+                                  stderr=subprocess.STDOUT)
+        if done.returncode:
+            tail = ''.join(open(log).readlines()[-15:])
+            raise RuntimeError(f'{args[0]} failed (exit {done.returncode}); log {log}:\n{tail}')
+
+    def pretrain(self, model: str) -> dict:
+        work = self.out / 'pretrain' / model
+        ckpt = work / 'checkpoint.pth'
+        args = ['tools/pretrain.py', '--model', model, '--data-path', str(self.fashion()),
+                '--input-size', '32', '--epochs', str(self.budget.epochs), '--batch-size', '128',
+                '--lr', '2e-3', '--warmup-epochs', '0', '--mixup', '0', '--cutmix', '0',
+                '--aa', 'none', '--reprob', '0', '--workers', '1', '--seed', '0',
+                '--log-interval', '20', '--device', 'cpu', '--output-dir', str(work)]
+        if ckpt.exists():
+            args += ['--resume', str(ckpt)]
+        self._tool(work / 'stdout.log', *args)
+        epochs = [json.loads(line) for line in open(work / 'log.jsonl')]
+        return dict(model=model, checkpoint=str(ckpt), top1=epochs[-1]['top1'],
+                    top5=epochs[-1]['top5'], epochs=epochs,
+                    loss_curve=proving_report.pretrain_loss_curve(work / 'log.txt'),
+                    params_m=proving_report.count_params_m(model))
+
+    def _mm_options(self, root: Path, max_iters: int) -> List[str]:
+        warmup = max(1, max_iters // 10)
+        return [f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
+                f'val_dataloader.dataset.data_root={root}',
+                f'test_dataloader.dataset.data_root={root}', f'train_cfg.max_iters={max_iters}',
+                f'train_cfg.val_interval={max_iters}', f'param_scheduler.0.end={warmup}',
+                f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.end={max_iters}',
+                f'default_hooks.checkpoint.interval={max(1, max_iters // 2)}',
+                'default_hooks.logger.interval=10', 'randomness.seed=0']
+
+    @staticmethod
+    def _backbone_options(model: str, checkpoint: Optional[str], mode: Optional[str]) -> List[str]:
+        opts = [f'model.backbone.init_cfg.checkpoint={checkpoint}'] if checkpoint else \
+            ['model.backbone.init_cfg=None']
+        return opts + ([f'model.backbone.filter_resize={mode}'] if mode else [])
+
+    def _train(self, config: str, work: Path, options: List[str]) -> dict:
+        args = ['tools/train.py', config, '--work-dir', str(work)]
+        if (work / 'last_checkpoint').exists():
+            args.append('--resume')
+        self._tool(work / 'stdout.log', *args, '--cfg-options', *options)
+        scalars = proving_report.read_scalars(work)
+        checkpoint = (work / 'last_checkpoint').read_text().strip()
+        return dict(checkpoint=checkpoint, metrics=scalars['metrics'], curve=scalars['loss'])
+
+    def segment(self, model: str, pretrained: bool, mode: Optional[str]) -> dict:
+        name = _seg_name(model, pretrained, mode)
+        checkpoint = self.pretrained_checkpoint(model) if pretrained else None
+        config = f'configs/proving_ground/{SEG_CONFIGS[model]}'
+        options = (self._mm_options(self.brain(), self.budget.seg_iters)
+                   + self._backbone_options(model, checkpoint, mode))
+        result = self._train(config, self.out / 'seg' / name, options)
+        return dict(result, model=model, pretrained=pretrained, filter_resize=mode,
+                    config=config, options=options, mIoU=result['metrics']['mIoU'])
+
+    def detect(self, model: str, pretrained: bool) -> dict:
+        name = f'{model}-{"pretrained" if pretrained else "scratch"}'
+        checkpoint = self.pretrained_checkpoint(model) if pretrained else None
+        root = self.trees()
+        config = f'configs/proving_ground/{DET_CONFIGS[model]}'
+        options = (self._mm_options(root, self.budget.det_iters)
+                   + [f'val_evaluator.ann_file={root}/annotations/val.json']
+                   + self._backbone_options(model, checkpoint, None))
+        result = self._train(config, self.out / 'det' / name, options)
+        return dict(result, model=model, pretrained=pretrained, config=config, options=options,
+                    bbox_mAP=result['metrics']['coco/bbox_mAP'],
+                    bbox_mAP_50=result['metrics']['coco/bbox_mAP_50'])
+
+    def pretrained_checkpoint(self, model: str) -> str:
+        result = self.out / 'runs' / f'pretrain-{model}.json'
+        if not result.exists():
+            raise RuntimeError(f'the {model} Fashion-MNIST checkpoint is missing: run the '
+                               f'pretrain stage first ({result} not found)')
+        return json.loads(result.read_text())['checkpoint']
+
+    def resolution(self, name: str) -> dict:
+        import test as test_tool
+        seg = json.loads((self.out / 'runs' / f'seg-{name}.json').read_text())
+        root, out = self.brain(), {}
+        for fh, fw in TEST_SIZES:
+            h, w = round(SEG_SIZE_HW[0] * fh), round(SEG_SIZE_HW[1] * fw)
+            options = [o for o in seg['options'] if not o.startswith('model.backbone.init_cfg')]
+            options += ['model.backbone.init_cfg=None', f'data_root={root}',
+                        f'test_dataloader.dataset.pipeline.1.scale=({w},{h})']
+            metrics = test_tool.main([seg['config'], seg['checkpoint'], '--work-dir',
+                                      str(self.out / 'resolution' / name),
+                                      '--cfg-options', *options])
+            out[f'{fh}x{fw}'] = dict(height=h, width=w, mIoU=metrics['mIoU'])
+            print(f'    {name} at {h}x{w}: mIoU {metrics["mIoU"]:.2f}', flush=True)
+        return dict(name=name, sizes=out)
+
+    # plan ------------------------------------------------------------------
+    def seg_runs(self) -> List[tuple]:
+        runs = [('gfnet_h_ti', False, 'bicubic')]
+        runs += [('gfnet_h_ti', True, mode) for mode in RESIZE_MODES]
+        runs += [(peer, True, None) for peer in PEERS]
+        if self.budget.seg_peers_from_scratch:
+            runs += [(peer, False, None) for peer in PEERS]
+        return runs
+
+    def plan(self, stages) -> List[Run]:
+        b, runs = self.budget, []
+        images = 10 * (b.train_per_class or 6000) * b.epochs
+        if 'pretrain' in stages:
+            for model in ('gfnet_h_ti',) + PEERS:
+                runs.append(Run(f'pretrain/{model}', 'pretrain',
+                                STARTUP_S + images / PRETRAIN_IMAGES_PER_S[model],
+                                lambda m=model: self.pretrain(m)))
+        if 'seg' in stages:
+            for model, pretrained, mode in self.seg_runs():
+                runs.append(Run(f'seg/{_seg_name(model, pretrained, mode)}', 'seg',
+                                STARTUP_S + b.seg_iters * SEG_S_PER_ITER[model],
+                                lambda a=(model, pretrained, mode): self.segment(*a)))
+        if 'det' in stages:
+            for model in b.det_models:
+                for pretrained in (False, True):
+                    runs.append(Run(f'det/{model}-{"pretrained" if pretrained else "scratch"}',
+                                    'det', STARTUP_S + b.det_iters * DET_S_PER_ITER,
+                                    lambda a=(model, pretrained): self.detect(*a)))
+        if 'resolution' in stages:
+            for model, pretrained, mode in self.seg_runs():
+                name = _seg_name(model, pretrained, mode)
+                runs.append(Run(f'resolution/{name}', 'resolution', 4 * len(TEST_SIZES),
+                                lambda n=name: self.resolution(n)))
+        return runs
+
+    def run(self, stages) -> Dict[str, dict]:
+        runs, results = self.plan(stages), {}
+        progress = Progress(runs)
+        for i, run in enumerate(runs):
+            path = self.out / 'runs' / (run.name.replace('/', '-') + '.json')
+            if path.exists():
+                print(f'[{i + 1}/{len(runs)}] {run.name}: done before, kept', flush=True)
+            else:
+                progress.begin(i)
+                started = time.time()
+                result = run.action()
+                result['seconds'] = round(time.time() - started, 1)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=1))
+            progress.end(i)
+            results[run.name] = json.loads(path.read_text())
+        return results
+
+
+def _seg_name(model: str, pretrained: bool, mode: Optional[str]) -> str:
+    if not pretrained:
+        return f'{model}-scratch'
+    return f'{model}-pretrained' + (f'-{mode}' if mode and model == 'gfnet_h_ti' else '')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', required=True, help='results folder')
+    parser.add_argument('--quick', action='store_true',
+                        help='every stage with small budgets (about 10 minutes on 2 cores)')
+    parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
+    parser.add_argument('--data', default=None,
+                        help='where the converted datasets go (default: DIR/../data of the '
+                             'cache, $GFNET_DENSE_CACHE/datasets)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from gfnet_dense.real_data import cache_dir
+    out = Path(args.out).resolve()
+    data = Path(args.data).resolve() if args.data else cache_dir() / 'datasets'
+    budget = QUICK if args.quick else FULL
+    ground = ProvingGround(out, data, budget, args.quick)
+    started = time.time()
+    try:
+        results = ground.run([s for s in STAGES if s in args.stages])
+    except RealDataUnavailable as e:
+        sys.exit(f'proving ground: the real data is not available here: {e}')
+    summary = proving_report.write_report(
+        out, results, dict(dataclasses.asdict(budget), quick=args.quick,
+                           command=' '.join(['python', 'tools/proving_ground.py'] + (argv or sys.argv[1:])),
+                           wall_s=round(time.time() - started, 1)))
+    print(f'results: {out / "results.md"}, {out / "results.json"}', flush=True)
+    return summary
+
+
+if __name__ == '__main__':
+    main()
