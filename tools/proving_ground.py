@@ -22,6 +22,7 @@ is kept in ``DIR/runs/``; running the command again skips finished runs and resu
 an interrupted training from its last checkpoint.
 """
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -61,15 +62,20 @@ class Budget:
     val_per_class: Optional[int]  # test images per class (None: all 1000)
     epochs: int
     seg_iters: int
-    seg_peers_from_scratch: bool
+    seg_batch: int
+    seg_peers: tuple
     det_iters: int
-    det_models: tuple
+    det_runs: tuple  # (model, pretrained)
 
 
-FULL = Budget(train_per_class=2000, val_per_class=None, epochs=2, seg_iters=300,
-              seg_peers_from_scratch=True, det_iters=200, det_models=('gfnet_h_ti', 'resnet18'))
-QUICK = Budget(train_per_class=60, val_per_class=30, epochs=1, seg_iters=24,
-               seg_peers_from_scratch=False, det_iters=16, det_models=('gfnet_h_ti', 'resnet18'))
+FULL = Budget(train_per_class=2000, val_per_class=None, epochs=2, seg_iters=300, seg_batch=8,
+              seg_peers=PEERS, det_iters=200,
+              det_runs=(('gfnet_h_ti', False), ('gfnet_h_ti', True), ('resnet18', False),
+                        ('resnet18', True)))
+# every stage, fewer runs: no ConvNeXt transfer, no ResNet-18 detector from scratch
+QUICK = Budget(train_per_class=100, val_per_class=30, epochs=1, seg_iters=30, seg_batch=8,
+               seg_peers=('resnet18',), det_iters=12,
+               det_runs=(('gfnet_h_ti', False), ('gfnet_h_ti', True), ('resnet18', True)))
 # rough CPU seconds per unit, for the ETA only (corrected by the measured pace)
 PRETRAIN_IMAGES_PER_S = {'gfnet_h_ti': 130, 'resnet18': 380, 'convnext_nano': 250}
 SEG_S_PER_ITER = {'gfnet_h_ti': 1.3, 'resnet18': 0.8, 'convnext_nano': 1.0}
@@ -184,6 +190,7 @@ class ProvingGround:
         checkpoint = self.pretrained_checkpoint(model) if pretrained else None
         config = f'configs/proving_ground/{SEG_CONFIGS[model]}'
         options = (self._mm_options(self.brain(), self.budget.seg_iters)
+                   + [f'train_dataloader.batch_size={self.budget.seg_batch}']
                    + self._backbone_options(model, checkpoint, mode))
         result = self._train(config, self.out / 'seg' / name, options)
         return dict(result, model=model, pretrained=pretrained, filter_resize=mode,
@@ -198,9 +205,12 @@ class ProvingGround:
                    + [f'val_evaluator.ann_file={root}/annotations/val.json']
                    + self._backbone_options(model, checkpoint, None))
         result = self._train(config, self.out / 'det' / name, options)
+        # no detection above the score threshold: COCO evaluation reports nothing, mAP 0
+        metrics = result['metrics']
         return dict(result, model=model, pretrained=pretrained, config=config, options=options,
-                    bbox_mAP=result['metrics']['coco/bbox_mAP'],
-                    bbox_mAP_50=result['metrics']['coco/bbox_mAP_50'])
+                    bbox_mAP=metrics.get('coco/bbox_mAP', 0.0),
+                    bbox_mAP_50=metrics.get('coco/bbox_mAP_50', 0.0),
+                    no_detections='coco/bbox_mAP' not in metrics)
 
     def pretrained_checkpoint(self, model: str) -> str:
         result = self.out / 'runs' / f'pretrain-{model}.json'
@@ -210,17 +220,21 @@ class ProvingGround:
         return json.loads(result.read_text())['checkpoint']
 
     def resolution(self, name: str) -> dict:
+        """tools/test.py on one segmentation checkpoint at every test size (in this
+        process, its log in ``DIR/resolution/NAME/test.log``)."""
         import test as test_tool
         seg = json.loads((self.out / 'runs' / f'seg-{name}.json').read_text())
-        root, out = self.brain(), {}
+        root, work, out = self.brain(), self.out / 'resolution' / name, {}
+        work.mkdir(parents=True, exist_ok=True)
         for fh, fw in TEST_SIZES:
             h, w = round(SEG_SIZE_HW[0] * fh), round(SEG_SIZE_HW[1] * fw)
             options = [o for o in seg['options'] if not o.startswith('model.backbone.init_cfg')]
             options += ['model.backbone.init_cfg=None', f'data_root={root}',
                         f'test_dataloader.dataset.pipeline.1.scale=({w},{h})']
-            metrics = test_tool.main([seg['config'], seg['checkpoint'], '--work-dir',
-                                      str(self.out / 'resolution' / name),
-                                      '--cfg-options', *options])
+            with open(work / 'test.log', 'a') as log, contextlib.redirect_stdout(log), \
+                    contextlib.redirect_stderr(log):
+                metrics = test_tool.main([seg['config'], seg['checkpoint'], '--work-dir',
+                                          str(work), '--cfg-options', *options])
             out[f'{fh}x{fw}'] = dict(height=h, width=w, mIoU=metrics['mIoU'])
             print(f'    {name} at {h}x{w}: mIoU {metrics["mIoU"]:.2f}', flush=True)
         return dict(name=name, sizes=out)
@@ -229,10 +243,7 @@ class ProvingGround:
     def seg_runs(self) -> List[tuple]:
         runs = [('gfnet_h_ti', False, 'bicubic')]
         runs += [('gfnet_h_ti', True, mode) for mode in RESIZE_MODES]
-        runs += [(peer, True, None) for peer in PEERS]
-        if self.budget.seg_peers_from_scratch:
-            runs += [(peer, False, None) for peer in PEERS]
-        return runs
+        return runs + [(peer, True, None) for peer in self.budget.seg_peers]
 
     def plan(self, stages) -> List[Run]:
         b, runs = self.budget, []
@@ -245,14 +256,13 @@ class ProvingGround:
         if 'seg' in stages:
             for model, pretrained, mode in self.seg_runs():
                 runs.append(Run(f'seg/{_seg_name(model, pretrained, mode)}', 'seg',
-                                STARTUP_S + b.seg_iters * SEG_S_PER_ITER[model],
+                                STARTUP_S + b.seg_iters * b.seg_batch / 8 * SEG_S_PER_ITER[model],
                                 lambda a=(model, pretrained, mode): self.segment(*a)))
         if 'det' in stages:
-            for model in b.det_models:
-                for pretrained in (False, True):
-                    runs.append(Run(f'det/{model}-{"pretrained" if pretrained else "scratch"}',
-                                    'det', STARTUP_S + b.det_iters * DET_S_PER_ITER,
-                                    lambda a=(model, pretrained): self.detect(*a)))
+            for model, pretrained in b.det_runs:
+                runs.append(Run(f'det/{model}-{"pretrained" if pretrained else "scratch"}',
+                                'det', STARTUP_S + b.det_iters * DET_S_PER_ITER,
+                                lambda a=(model, pretrained): self.detect(*a)))
         if 'resolution' in stages:
             for model, pretrained, mode in self.seg_runs():
                 name = _seg_name(model, pretrained, mode)
@@ -276,6 +286,10 @@ class ProvingGround:
                 path.write_text(json.dumps(result, indent=1))
             progress.end(i)
             results[run.name] = json.loads(path.read_text())
+        for name in [n for n in results if n.startswith('resolution/')]:
+            seg = name.replace('resolution/', 'seg/')  # the report labels rows by training run
+            results.setdefault(seg, json.loads(
+                (self.out / 'runs' / (seg.replace('/', '-') + '.json')).read_text()))
         return results
 
 
@@ -292,8 +306,8 @@ def parse_args(argv=None):
                         help='every stage with small budgets (about 10 minutes on 2 cores)')
     parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
     parser.add_argument('--data', default=None,
-                        help='where the converted datasets go (default: DIR/../data of the '
-                             'cache, $GFNET_DENSE_CACHE/datasets)')
+                        help='where the converted datasets go (default: the cache\'s '
+                             'datasets/ folder, $GFNET_DENSE_CACHE or ~/.cache/gfnet_dense)')
     return parser.parse_args(argv)
 
 

@@ -13,17 +13,19 @@ DISPLAY = {'gfnet_h_ti': 'GFNet-H-Ti', 'resnet18': 'ResNet-18', 'convnext_nano':
 
 def read_scalars(work_dir: Path) -> dict:
     """MMEngine's ``vis_data/scalars.json`` of every (resumed) run in ``work_dir``:
-    ``loss`` as ``[[iter, loss], ...]`` and the last validation ``metrics``."""
-    loss, metrics = {}, {}
+    ``loss`` as ``[[iter, loss], ...]`` and the last validation's ``metrics`` (empty
+    when the evaluator had nothing to score, e.g. a detector without detections)."""
+    loss, metrics = {}, None
     for path in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
         for line in path.read_text().splitlines():
             row = json.loads(line)
             if 'loss' in row:
                 loss[row['step']] = row['loss']
-            elif any(k == 'mIoU' or k.startswith('coco/') for k in row):
-                metrics = {k: v for k, v in row.items() if k != 'step'}
-    if not metrics:
-        raise RuntimeError(f'no validation metrics in {work_dir}/*/vis_data/scalars.json')
+            elif 'lr' not in row:  # a validation row: metrics plus data_time / time
+                metrics = {k: v for k, v in row.items()
+                           if k not in ('step', 'data_time', 'time')}
+    if metrics is None:
+        raise RuntimeError(f'no validation in {work_dir}/*/vis_data/scalars.json')
     return dict(loss=sorted([k, v] for k, v in loss.items()), metrics=metrics)
 
 
@@ -76,6 +78,7 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
                   '| backbone (start) | bbox mAP | mAP@50 | train time (s) |', '|---|---|---|---|']
         for r in det.values():
             start = 'Fashion-MNIST' if r['pretrained'] else 'scratch'
+            start += ', no box above the score threshold' if r.get('no_detections') else ''
             lines.append(f'| {DISPLAY[r["model"]]} ({start}) | {100 * r["bbox_mAP"]:.1f} | '
                          f'{100 * r["bbox_mAP_50"]:.1f} | {r["seconds"]:.0f} |')
         lines.append('')

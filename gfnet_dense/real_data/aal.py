@@ -46,6 +46,8 @@ PERIOD, TRAIN, GAP, VAL = 30, 16, 4, 6
 def read_nifti(path: Path) -> np.ndarray:
     """A NIfTI-1 volume (``.nii`` or ``.nii.gz``) as an ``(X, Y, Z)`` array."""
     data = gzip.open(path).read() if str(path).endswith('.gz') else Path(path).read_bytes()
+    if len(data) < 352:
+        raise ValueError(f'{path} is not a NIfTI-1 file ({len(data)} bytes)')
     endian = '<' if struct.unpack('<i', data[:4])[0] == 348 else '>'
     if struct.unpack(endian + 'i', data[:4])[0] != 348:
         raise ValueError(f'{path} is not a NIfTI-1 file')

@@ -33,6 +33,8 @@ def read_voc_boxes(xml_file: Path) -> np.ndarray:
 
 def tile_origins(length: int, tile: int, stride: int) -> List[int]:
     """Tile starts covering ``[0, length)``, the last one flush with the end."""
+    if not 0 < stride <= tile:
+        raise ValueError(f'stride {stride} must be in (0, tile={tile}] to cover the image')
     if length <= tile:
         return [0]
     starts = list(range(0, length - tile, stride))

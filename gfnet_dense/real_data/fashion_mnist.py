@@ -23,9 +23,11 @@ _SPLITS = {'train': 'train', 'val': 't10k'}
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (the MNIST format, optionally gzipped) as a uint8 array."""
     data = gzip.open(path).read() if str(path).endswith('.gz') else Path(path).read_bytes()
-    if data[:2] != b'\0\0' or data[2] != 0x08:
+    if len(data) < 4 or data[:3] != b'\0\0\x08':
         raise ValueError(f'{path} is not an unsigned-byte IDX file')
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f'{path}: header cut short')
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):

@@ -88,6 +88,8 @@ def wheel_files(requirement: str, folder: str) -> Path:
                        if m.startswith(folder + '/') or '.dist-info/licenses/' in m
                        or m.endswith('.dist-info/LICENSE')]
             z.extractall(staging, members)
+        if not (staging / folder).is_dir():
+            raise RealDataUnavailable(f'wheel {requirement} has no {folder}/')
         shutil.rmtree(root, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(root))
