@@ -1,4 +1,8 @@
-"""A small ADE20K-layout data set, generated deterministically.
+"""The demo data sets: the brain-lobe slices bundled for ``make demo``
+(``make_brain_lobes_demo``) and a small synthetic ADE20K-layout set (``make_ade20k_demo``,
+used by the tests).
+
+The synthetic ADE20K-layout set is generated deterministically.
 
 Scenes are sky over wall over floor with a few textured objects; every class
 has its own colour and texture, so a model learns them within minutes on CPU.
@@ -12,6 +16,9 @@ Layout written under ``root``::
 """
 import os
 import os.path as osp
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Dict, Tuple
 
 import numpy as np
@@ -70,3 +77,69 @@ def make_ade20k_demo(root: str, num_train: int = 32, num_val: int = 8, seed: int
             Image.fromarray(image).save(osp.join(img_dir, name + '.jpg'), quality=95)
             Image.fromarray(label).save(osp.join(ann_dir, name + '.png'))
     return root
+
+
+BRAIN_LOBES_DEMO = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data',
+                            'brain_lobes_demo')
+_BRAIN_LOBES_README = """\
+# Brain-lobe demo data (bundled for `make demo`)
+
+Axial slices of the Colin27 T1 MRI scan labelled with the AAL atlas, regions grouped
+into lobes per hemisphere: 16 classes (0 = background), MMSegmentation custom layout.
+
+    img_dir/{{train,val}}/zNNN.png   217x181 (H x W) grayscale T1 slice NNN (bottom to top)
+    ann_dir/{{train,val}}/zNNN.png   class index per pixel, classes as in meta.json
+    meta.json                       classes, palette, slice numbers of each split
+
+{num_train} training and {num_val} validation slices; validation slices never neighbour
+training slices. Images show anterior up and the subject's left on the left.
+
+Written by `python tools/make_demo_data.py --brain-lobes`, i.e.
+`gfnet_dense.real_data.aal.write_seg_dataset` on the files of the Debian package
+`{package}` ({folder}/ch2.nii.gz, aal.nii.gz, aal.nii.txt),
+which the script fetches on first use; `tests/unit/test_demo_bundle.py` checks that the
+pixels here equal the converter's output.
+
+## License and attribution
+
+The source files come from the Debian package `{package}` (MRIcron templates). Its
+copyright file (copied in full to LICENSE.txt) covers all files:
+BSD-3-clause, Copyright 2006-2010 Chris Rorden (MRIcron).
+
+When you use these data, cite:
+
+- AAL atlas: N. Tzourio-Mazoyer, B. Landeau, D. Papathanassiou, F. Crivello, O. Etard,
+  N. Delcroix, B. Mazoyer, M. Joliot. Automated anatomical labeling of activations in
+  SPM using a macroscopic anatomical parcellation of the MNI MRI single-subject brain.
+  NeuroImage 15(1):273-289, 2002.
+- Colin27 (ch2) T1: C. J. Holmes, R. Hoge, L. Collins, R. Woods, A. W. Toga,
+  A. C. Evans. Enhancement of MR images using registration for signal averaging.
+  J Comput Assist Tomogr 22(2):324-333, 1998.
+"""
+
+
+def make_brain_lobes_demo(root: str = BRAIN_LOBES_DEMO) -> str:
+    """(Re)write the bundled brain-lobe demo set under ``root`` from the Debian package
+    ``mricron-data`` (fetched into the cache on first use, see ``gfnet_dense.real_data``):
+    the converter's files (``img_dir``, ``ann_dir``, ``meta.json``) plus ``LICENSE.txt``
+    (the package's copyright file) and ``README.md``. Returns ``root``."""
+    from .real_data import aal
+    from .real_data.packages import debian_files
+
+    root = Path(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        written = aal.write_seg_dataset(Path(tmp) / 'brain_lobes')
+        doc = debian_files(aal.PACKAGE, f'/usr/share/doc/{aal.PACKAGE}')
+        copyright_text = (doc / 'copyright').read_text()
+        for kind in ('img_dir', 'ann_dir'):
+            shutil.rmtree(root / kind, ignore_errors=True)
+        shutil.copytree(written, root, dirs_exist_ok=True)
+    (root / 'LICENSE.txt').write_text(
+        f'Brain slices and labels: {aal.LICENSE}\n\n'
+        f'The Debian copyright file of {aal.PACKAGE} (/usr/share/doc/{aal.PACKAGE}/copyright):'
+        f'\n\n{copyright_text}')
+    counts = {split: len(list((root / 'img_dir' / split).glob('*.png')))
+              for split in ('train', 'val')}
+    (root / 'README.md').write_text(_BRAIN_LOBES_README.format(
+        num_train=counts['train'], num_val=counts['val'], package=aal.PACKAGE, folder=aal.FOLDER))
+    return str(root)

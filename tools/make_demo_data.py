@@ -1,6 +1,11 @@
-"""Write the bundled ADE20K-layout demo data set (deterministic, idempotent).
+"""Write the demo data sets (deterministic, idempotent).
 
-    python tools/make_demo_data.py [--root data/ade20k_demo]
+    python tools/make_demo_data.py --brain-lobes [--root data/brain_lobes_demo]
+    python tools/make_demo_data.py [--root data/ade20k_demo] [--num-train 32] [--num-val 8]
+
+``--brain-lobes`` regenerates the bundle that ``make demo`` trains on from the Debian
+package mricron-data (fetched into the cache on first use; see
+gfnet_dense/real_data/aal.py). Without it: the synthetic ADE20K-layout set the tests use.
 """
 import argparse
 import os.path as osp
@@ -8,16 +13,24 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from gfnet_dense.demo_data import make_ade20k_demo  # noqa: E402
+from gfnet_dense.demo_data import (BRAIN_LOBES_DEMO, make_ade20k_demo,  # noqa: E402
+                                   make_brain_lobes_demo)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--root', default='data/ade20k_demo')
+    parser.add_argument('--brain-lobes', action='store_true',
+                        help=f'regenerate the brain-lobe demo bundle (default root '
+                        f'{osp.relpath(BRAIN_LOBES_DEMO)})')
+    parser.add_argument('--root', help='output folder (default data/ade20k_demo, or the '
+                        'bundle with --brain-lobes)')
     parser.add_argument('--num-train', type=int, default=32)
     parser.add_argument('--num-val', type=int, default=8)
     args = parser.parse_args(argv)
-    print(make_ade20k_demo(args.root, args.num_train, args.num_val))
+    if args.brain_lobes:
+        print(make_brain_lobes_demo(args.root or BRAIN_LOBES_DEMO))
+    else:
+        print(make_ade20k_demo(args.root or 'data/ade20k_demo', args.num_train, args.num_val))
 
 
 if __name__ == '__main__':
