@@ -63,22 +63,24 @@ class Budget:
     epochs: int
     seg_iters: int
     seg_batch: int
+    seg_from_scratch: bool  # GFNet-H-Ti from scratch too
     seg_peers: tuple
     det_iters: int
     det_runs: tuple  # (model, pretrained)
 
 
-FULL = Budget(train_per_class=2000, val_per_class=None, epochs=2, seg_iters=300, seg_batch=8,
-              seg_peers=PEERS, det_iters=200,
+FULL = Budget(train_per_class=2000, val_per_class=None, epochs=2, seg_iters=120, seg_batch=8,
+              seg_from_scratch=True, seg_peers=('resnet18',), det_iters=60,
               det_runs=(('gfnet_h_ti', False), ('gfnet_h_ti', True), ('resnet18', False),
                         ('resnet18', True)))
-# every stage, fewer runs: no ConvNeXt transfer, no ResNet-18 detector from scratch
+# every stage, fewer runs: segmentation only from the GFNet-H-Ti checkpoint (one run
+# per filter_resize mode), no ResNet-18 detector from scratch
 QUICK = Budget(train_per_class=100, val_per_class=30, epochs=1, seg_iters=30, seg_batch=8,
-               seg_peers=('resnet18',), det_iters=12,
+               seg_from_scratch=False, seg_peers=(), det_iters=12,
                det_runs=(('gfnet_h_ti', False), ('gfnet_h_ti', True), ('resnet18', True)))
 # rough CPU seconds per unit, for the ETA only (corrected by the measured pace)
 PRETRAIN_IMAGES_PER_S = {'gfnet_h_ti': 130, 'resnet18': 380, 'convnext_nano': 250}
-SEG_S_PER_ITER = {'gfnet_h_ti': 1.3, 'resnet18': 0.8, 'convnext_nano': 1.0}
+SEG_S_PER_ITER = {'gfnet_h_ti': 2.4, 'resnet18': 1.5, 'convnext_nano': 2.0}  # batch 8
 DET_S_PER_ITER = 1.2
 STARTUP_S = 15
 
@@ -92,20 +94,21 @@ class Run:
 
 
 class Progress:
-    """Prints each run with the elapsed time and an ETA from the measured pace."""
+    """Prints each run with the elapsed time and an ETA from the measured pace
+    (over the runs this invocation executes; finished ones are kept)."""
 
-    def __init__(self, runs: List[Run]):
-        self.runs, self.start, self.done_estimate = runs, time.time(), 0.0
+    def __init__(self, todo: List[Run]):
+        self.todo, self.start, self.done_estimate = todo, time.time(), 0.0
 
-    def begin(self, i: int) -> None:
+    def begin(self, run: Run, i: int, count: int) -> None:
         elapsed = time.time() - self.start
-        remaining = sum(r.estimate_s for r in self.runs[i:])
+        remaining = sum(r.estimate_s for r in self.todo[self.todo.index(run):])
         pace = elapsed / self.done_estimate if self.done_estimate > 0 else 1.0
-        print(f'[{i + 1}/{len(self.runs)}] {self.runs[i].name}  elapsed {_clock(elapsed)}, '
+        print(f'[{i + 1}/{count}] {run.name}  elapsed {_clock(elapsed)}, '
               f'ETA {_clock(pace * remaining)}', flush=True)
 
-    def end(self, i: int) -> None:
-        self.done_estimate += self.runs[i].estimate_s
+    def end(self, run: Run) -> None:
+        self.done_estimate += run.estimate_s
 
 
 def _clock(seconds: float) -> str:
@@ -168,7 +171,8 @@ class ProvingGround:
                 f'train_cfg.val_interval={max_iters}', f'param_scheduler.0.end={warmup}',
                 f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.end={max_iters}',
                 f'default_hooks.checkpoint.interval={max(1, max_iters // 2)}',
-                'default_hooks.logger.interval=10', 'randomness.seed=0']
+                f'default_hooks.logger.interval={min(10, max(1, max_iters // 6))}',
+                'randomness.seed=0']
 
     @staticmethod
     def _backbone_options(model: str, checkpoint: Optional[str], mode: Optional[str]) -> List[str]:
@@ -235,13 +239,13 @@ class ProvingGround:
                     contextlib.redirect_stderr(log):
                 metrics = test_tool.main([seg['config'], seg['checkpoint'], '--work-dir',
                                           str(work), '--cfg-options', *options])
-            out[f'{fh}x{fw}'] = dict(height=h, width=w, mIoU=metrics['mIoU'])
+            out[f'{fh}x{fw}'] = dict(height=h, width=w, mIoU=float(metrics['mIoU']))
             print(f'    {name} at {h}x{w}: mIoU {metrics["mIoU"]:.2f}', flush=True)
         return dict(name=name, sizes=out)
 
     # plan ------------------------------------------------------------------
     def seg_runs(self) -> List[tuple]:
-        runs = [('gfnet_h_ti', False, 'bicubic')]
+        runs = [('gfnet_h_ti', False, 'bicubic')] if self.budget.seg_from_scratch else []
         runs += [('gfnet_h_ti', True, mode) for mode in RESIZE_MODES]
         return runs + [(peer, True, None) for peer in self.budget.seg_peers]
 
@@ -272,20 +276,20 @@ class ProvingGround:
 
     def run(self, stages) -> Dict[str, dict]:
         runs, results = self.plan(stages), {}
-        progress = Progress(runs)
+        path = {r.name: self.out / 'runs' / (r.name.replace('/', '-') + '.json') for r in runs}
+        progress = Progress([r for r in runs if not path[r.name].exists()])
         for i, run in enumerate(runs):
-            path = self.out / 'runs' / (run.name.replace('/', '-') + '.json')
-            if path.exists():
+            if path[run.name].exists():
                 print(f'[{i + 1}/{len(runs)}] {run.name}: done before, kept', flush=True)
             else:
-                progress.begin(i)
+                progress.begin(run, i, len(runs))
                 started = time.time()
                 result = run.action()
                 result['seconds'] = round(time.time() - started, 1)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(result, indent=1))
-            progress.end(i)
-            results[run.name] = json.loads(path.read_text())
+                path[run.name].parent.mkdir(parents=True, exist_ok=True)
+                path[run.name].write_text(json.dumps(result, indent=1))
+                progress.end(run)
+            results[run.name] = json.loads(path[run.name].read_text())
         for name in [n for n in results if n.startswith('resolution/')]:
             seg = name.replace('resolution/', 'seg/')  # the report labels rows by training run
             results.setdefault(seg, json.loads(
@@ -326,7 +330,8 @@ def main(argv=None) -> dict:
     summary = proving_report.write_report(
         out, results, dict(dataclasses.asdict(budget), quick=args.quick,
                            command=' '.join(['python', 'tools/proving_ground.py'] + (argv or sys.argv[1:])),
-                           wall_s=round(time.time() - started, 1)))
+                           wall_s=round(time.time() - started, 1),
+                           runs_s=round(sum(r['seconds'] for r in results.values()), 1)))
     print(f'results: {out / "results.md"}, {out / "results.json"}', flush=True)
     return summary
 
