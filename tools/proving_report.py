@@ -55,7 +55,8 @@ def _seg_label(r: dict) -> str:
 
 
 def tables(results: Dict[str, dict], meta: dict) -> str:
-    lines = [f'Command: `{meta["command"]}` ({meta["wall_s"] / 60:.1f} min wall here)', '']
+    lines = [f'Command: `{meta["command"]}`: {meta["runs_s"] / 60:.1f} min of runs '
+             f'(this invocation {meta["wall_s"] / 60:.1f} min wall; finished runs are kept)', '']
     pre = {k: v for k, v in results.items() if k.startswith('pretrain/')}
     if pre:
         lines += ['### Pretraining: Fashion-MNIST at 32x32', '',
@@ -116,7 +117,7 @@ def plot_learning_curves(results: Dict[str, dict], path: Path) -> None:
                 label = _seg_label(r) if prefix == 'seg/' else \
                     f'{DISPLAY[r["model"]]}' + ('' if prefix == 'pretrain/' else
                                                  f' ({"pretrained" if r["pretrained"] else "scratch"})')
-                ax.plot(xs, ys, label=label, linewidth=1.5)
+                ax.plot(xs, ys, label=label, linewidth=1.5, marker='o' if len(xs) < 12 else None)
         ax.set(title=title, xlabel=xlabel, ylabel='training loss')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
@@ -129,6 +130,7 @@ def plot_resolution(results: Dict[str, dict], path: Path) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for name, r in results.items():
@@ -149,6 +151,7 @@ def plot_resolution(results: Dict[str, dict], path: Path) -> None:
            title='Resolution transfer: brain-lobe segmentation')
     ax.set_xticks([0.5, 0.75, 1, 1.5, 2])
     ax.set_xticklabels(['0.5', '0.75', '1', '1.5', '2'])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
