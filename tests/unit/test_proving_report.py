@@ -54,7 +54,7 @@ def _results() -> dict:
 
 
 META = dict(command='python tools/proving_ground.py --quick --out /tmp/pg', wall_s=125.0,
-            quick=True, epochs=1)
+            runs_s=600.0, quick=True, epochs=1)
 
 
 def _rows(md: str, heading: str) -> list:
@@ -84,7 +84,7 @@ def test_write_report(tmp_path):
 
     md = (out / 'results.md').read_text()
     assert md.startswith('# Proving ground results')
-    assert f'`{META["command"]}` (2.1 min wall here)' in md
+    assert f'`{META["command"]}`: 10.0 min of runs (this invocation 2.1 min wall' in md
 
     pre = _rows(md, 'Pretraining')
     assert pre[0] == ['model', 'params (M)', 'epochs', 'top-1', 'top-5', 'train time (s)']
