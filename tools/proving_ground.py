@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -42,7 +41,7 @@ import proving_report  # noqa: E402
 
 from gfnet_dense.real_data import RealDataUnavailable  # noqa: E402
 
-STAGES = ('pretrain', 'seg', 'det', 'resolution')
+STAGES = ('pretrain', 'resolution')
 PEERS = ('resnet18', 'convnext_nano')
 RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
 # test sizes as (height factor, width factor) of the 217x181 training size
@@ -88,7 +87,6 @@ STARTUP_S = 15
 @dataclasses.dataclass
 class Run:
     name: str  # e.g. 'seg/gfnet_h_ti-pretrained-spatial'
-    stage: str
     estimate_s: float
     action: object  # callable returning the run's result dict
 
@@ -254,12 +252,12 @@ class ProvingGround:
         images = 10 * (b.train_per_class or 6000) * b.epochs
         if 'pretrain' in stages:
             for model in ('gfnet_h_ti',) + PEERS:
-                runs.append(Run(f'pretrain/{model}', 'pretrain',
+                runs.append(Run(f'pretrain/{model}',
                                 STARTUP_S + images / PRETRAIN_IMAGES_PER_S[model],
                                 lambda m=model: self.pretrain(m)))
         if 'seg' in stages:
             for model, pretrained, mode in self.seg_runs():
-                runs.append(Run(f'seg/{_seg_name(model, pretrained, mode)}', 'seg',
+                runs.append(Run(f'seg/{_seg_name(model, pretrained, mode)}',
                                 STARTUP_S + b.seg_iters * b.seg_batch / 8 * SEG_S_PER_ITER[model],
                                 lambda a=(model, pretrained, mode): self.segment(*a)))
         if 'det' in stages:
@@ -270,7 +268,7 @@ class ProvingGround:
         if 'resolution' in stages:
             for model, pretrained, mode in self.seg_runs():
                 name = _seg_name(model, pretrained, mode)
-                runs.append(Run(f'resolution/{name}', 'resolution', 4 * len(TEST_SIZES),
+                runs.append(Run(f'resolution/{name}', 4 * len(TEST_SIZES),
                                 lambda n=name: self.resolution(n)))
         return runs
 

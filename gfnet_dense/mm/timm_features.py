@@ -60,7 +60,7 @@ class TimmFeatures(_MMBackboneMixin, BaseModule):
         given = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
         try:
             self.body = self._create(given)
-        except (IndexError, AssertionError) as err:  # timm's out-of-range index errors
+        except (IndexError, AssertionError):  # timm's out-of-range index errors
             count = len(timm.create_model(model_name, pretrained=False,
                                           **self._timm_kwargs).feature_info)
             _normalize_indices(given, count, f'{model_name} feature level')
