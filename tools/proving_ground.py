@@ -41,7 +41,7 @@ import proving_report  # noqa: E402
 
 from gfnet_dense.real_data import RealDataUnavailable  # noqa: E402
 
-STAGES = ('pretrain', 'resolution')
+STAGES = ('pretrain', 'seg', 'det', 'resolution')
 PEERS = ('resnet18', 'convnext_nano')
 RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
 # test sizes as (height factor, width factor) of the 217x181 training size
@@ -263,7 +263,7 @@ class ProvingGround:
         if 'det' in stages:
             for model, pretrained in b.det_runs:
                 runs.append(Run(f'det/{model}-{"pretrained" if pretrained else "scratch"}',
-                                'det', STARTUP_S + b.det_iters * DET_S_PER_ITER,
+                                STARTUP_S + b.det_iters * DET_S_PER_ITER,
                                 lambda a=(model, pretrained): self.detect(*a)))
         if 'resolution' in stages:
             for model, pretrained, mode in self.seg_runs():
