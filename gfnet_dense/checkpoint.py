@@ -2,7 +2,9 @@
 
 Layouts: the released ImageNet files (``{'model': state_dict}``), plain state
 dicts, our pretraining checkpoints (``{'model': ..., 'optimizer': ...}``) and
-MMEngine checkpoints of a segmentor / detector (``{'state_dict': {'backbone.*'}}``).
+MMEngine checkpoints of a segmentor / detector (``{'state_dict': {'backbone.*'}}``),
+and the public AFFNet's cvnets layout (classifier or DeepLabv3 encoder; renamed
+by ``gfnet_dense.cvnets_layout``).
 Position embeddings and global filters are resized to the model; anything else
 that does not fit raises ``CheckpointMismatchError`` listing every offending key.
 """
@@ -12,6 +14,7 @@ from typing import Dict, Iterable, Optional
 import torch
 from torch import nn
 
+from .cvnets_layout import cvnets_to_ours, is_cvnets_layout
 from .layers import GlobalFilter, infer_grid_size, resize_filter, resize_pos_embed
 from .serialization import UnsafeCheckpointError, load_checkpoint
 
@@ -73,13 +76,16 @@ def _pos_grid(num_tokens: int, name: str) -> tuple:
 def adapt_state_dict(state: dict, model: nn.Module,
                      rename: Optional[Dict[str, str]] = None,
                      drop_prefixes: Iterable[str] = ()) -> Dict[str, torch.Tensor]:
-    """Fit a checkpoint's weights to ``model``: unwrap, rename, drop, resize.
+    """Fit a checkpoint's weights to ``model``: unwrap, convert the cvnets layout,
+    rename, drop, resize.
 
     ``pos_embed`` and every ``*.complex_weight`` whose channels match are resized
     to the model's shapes (filters with the mode of the model's filter layer).
     Other shape differences are left for ``load_into`` to report.
     """
     state = unwrap_state_dict(state)
+    if is_cvnets_layout(state):
+        state = cvnets_to_ours(state)
     check_finite(state)
     rename = rename or {}
     drop_prefixes = tuple(drop_prefixes)

@@ -33,10 +33,13 @@ class AdaptiveFrequencyFilter(nn.Module):
     """``z + irfft2(softshrink(MLP(Z)) * Z)`` with ``Z = rfft2(z)``: ``(B, C, H, W) -> same``.
 
     The MLP is complex, two layers, block-diagonal over ``groups`` channel
-    groups; ``w*[0]`` / ``w*[1]`` hold real and imaginary parts.
+    groups; ``w*[0]`` / ``w*[1]`` hold real and imaginary parts; ``act_layer``
+    acts on real and imaginary parts after the first (SiLU: the public
+    implementation takes the network's activation, swish in its recipes).
     """
 
-    def __init__(self, dim: int, groups: int = 8, sparsity: float = 0.01):
+    def __init__(self, dim: int, groups: int = 8, sparsity: float = 0.01,
+                 act_layer: Callable[[], nn.Module] = nn.SiLU):
         super().__init__()
         if dim % groups:
             raise ValueError(f'AFF filter channels {dim} must be divisible by {groups} groups')
@@ -46,7 +49,7 @@ class AdaptiveFrequencyFilter(nn.Module):
         self.b1 = nn.Parameter(0.02 * torch.randn(2, groups, size))
         self.w2 = nn.Parameter(0.02 * torch.randn(2, groups, size, size))
         self.b2 = nn.Parameter(0.02 * torch.randn(2, groups, size))
-        self.act = nn.ReLU()
+        self.act = act_layer()
 
     @staticmethod
     def _complex_linear(real, imag, weight, bias):

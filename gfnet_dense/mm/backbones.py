@@ -282,20 +282,28 @@ class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
         out_indices: stages to return; default ``(1, 2, 3, 4)``, strides 4-32.
         frozen_stages: ``-1`` none, ``0`` the stem, ``k`` the stem and stages ``0..k-1``.
         norm_eval: BatchNorm layers in eval mode during training.
-        with_cp, drop_path_rate, init_cfg, pretrained: as ``GFNetH``.
+        output_stride: 32, or 16 / 8 to dilate the last one / two stages instead of
+            down-sampling (DeepLabv3 uses 8).
+        with_cp, drop_path_rate, pretrained: as ``GFNetH``.
+        init_cfg: ``dict(type='Pretrained', checkpoint=path)`` loads any checkpoint
+            of ours, or a public (cvnets-layout) AFFNet classifier or DeepLabv3
+            segmentation file, converted on load.
 
-    Shape: ``(N, C, H, W) -> tuple of (N, W_i, ceil(H/s_i), ceil(W/s_i))``.
+    Shape: ``(N, C, H, W) -> tuple of (N, W_i, ceil(H/s_i), ceil(W/s_i))`` with
+    ``s_i = min(2 ** (i + 1), output_stride)``; the maps are channels-last in memory
+    on the fast path (``gfnet_dense.ops.config.conv_memory_format``).
     """
 
     _classifier_prefixes = ('head.', 'conv_1x1_exp.')
 
     def __init__(self, arch='s', in_channels: int = 3, out_indices: Sequence[int] = (1, 2, 3, 4),
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
-                 drop_path_rate: float = 0.0, init_cfg: Optional[dict] = None,
-                 pretrained: Optional[str] = None):
+                 drop_path_rate: float = 0.0, output_stride: int = 32,
+                 init_cfg: Optional[dict] = None, pretrained: Optional[str] = None):
         settings = _variant_settings(arch, AFFNET_ARCHS, ('widths', 'expand_ratio'),
                                      drop_path_rate)
-        super().__init__(in_chans=in_channels, with_cp=with_cp, **settings)
+        super().__init__(in_chans=in_channels, with_cp=with_cp, output_stride=output_stride,
+                         **settings)
         self.arch = arch
         if not -1 <= frozen_stages <= len(self.stages):
             raise ValueError(f'frozen_stages must be in [-1, {len(self.stages)}], '

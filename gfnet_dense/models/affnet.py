@@ -5,9 +5,13 @@ from the content (``gfnet_dense.layers.AdaptiveFrequencyFilter``: a small comple
 channel MLP on the spectrum, soft-shrunk, multiplies the spectrum). No weight
 depends on H x W, so any input size works without resizing.
 
-Layout (MobileViT style, channels-first throughout): a stride-2 stem, two
-MobileNetV2 stages, then three stages of ``down-sampling MBConv -> AFF blocks ->
-LayerNorm -> 1x1 projection -> concat with the stage input -> 1x1 fusion``.
+Layout (MobileViT style, NCHW throughout), equal to the public implementation
+(microsoft/TokenMixers, built on cvnets; ``gfnet_dense.models.affnet_cvnets``
+converts its checkpoints): a stride-2 stem, two MobileNetV2 stages, then three
+stages of ``down-sampling MBConv -> AFF blocks -> norm -> 1x1 projection ->
+concat with the stage input -> 1x1 fusion``. Every activation is SiLU, the
+filter MLP's included; every norm of the AFF stages is cvnets' ``layer_norm_2d``,
+a GroupNorm with one group (statistics over channels *and* pixels of each image).
 The five stages are the feature levels (``feature_info``), strides 2/4/8/16/32;
 the classifier adds a 1x1 expansion, global pooling and a linear head.
 """
@@ -19,7 +23,9 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from ..checkpoint import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, check_image_batch, run_blocks
+from ..ops.config import conv_memory_format
 from .features import check_output_fmt, to_output_fmt
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
@@ -43,9 +49,10 @@ class ConvBNAct(nn.Sequential):
     """Conv (``kernel // 2`` padding), BatchNorm, SiLU (none with ``act=False``)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1,
-                 groups: int = 1, act: bool = True):
+                 groups: int = 1, act: bool = True, dilation: int = 1):
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2 * dilation, dilation,
+                      groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
             nn.SiLU() if act else nn.Identity())
 
@@ -53,11 +60,12 @@ class ConvBNAct(nn.Sequential):
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 project (+ input when shapes allow)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: float):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: float,
+                 dilation: int = 1):
         super().__init__()
         hidden = _make_divisible(round(in_ch * expand_ratio))
         layers = [] if expand_ratio == 1 else [ConvBNAct(in_ch, hidden)]
-        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden),
+        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden, dilation=dilation),
                    ConvBNAct(hidden, out_ch, act=False)]
         self.block = nn.Sequential(*layers)
         self.residual = stride == 1 and in_ch == out_ch
@@ -66,11 +74,12 @@ class InvertedResidual(nn.Module):
         return x + self.block(x) if self.residual else self.block(x)
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of ``(B, C, H, W)``."""
+class LayerNorm2d(nn.GroupNorm):
+    """cvnets' ``layer_norm_2d``: ``(B, C, H, W)`` normalised over ``C, H, W`` of each
+    image (one group), a weight and bias per channel."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__(1, dim, eps)
 
 
 class AFFBlock(nn.Module):
@@ -92,9 +101,13 @@ class AFFStage(nn.Module):
     """Down-sample, AFF blocks, then fuse the global features with the stage input."""
 
     def __init__(self, in_ch: int, dim: int, depth: int, expand_ratio: float,
-                 drop_paths: Sequence[float], with_cp: bool = False):
+                 drop_paths: Sequence[float], with_cp: bool = False, dilation: int = 1):
+        """``dilation`` > 1: the down-sampling keeps the resolution (stride 1) and
+        dilates its depthwise convolution by that much instead (``output_stride``)."""
         super().__init__()
-        self.downsample = InvertedResidual(in_ch, dim, 2, expand_ratio)
+        stride = 1 if dilation > 1 else 2
+        self.downsample = InvertedResidual(in_ch, dim, stride, expand_ratio,
+                                           max(dilation // 2, 1))
         self.blocks = nn.ModuleList(AFFBlock(dim, p) for p in drop_paths[:depth])
         self.norm = LayerNorm2d(dim)
         self.proj = ConvBNAct(dim, dim, act=False)
@@ -112,17 +125,22 @@ class AFFNetTrunk(nn.Module):
 
     ``final_conv`` adds the classifiers' 1x1 expansion of the last stage to
     ``num_features`` channels (else ``conv_1x1_exp`` is an identity).
+    ``output_stride`` 16 or 8 keeps the last one or two AFF stages at the
+    resolution before them and dilates their down-sampling instead (DeepLabv3,
+    cvnets' ``output_stride``).
     """
 
     def __init__(self, widths: Sequence[int] = (32, 64, 128, 256, 320), expand_ratio: float = 4,
                  in_chans: int = 3, drop_path_rate: float = 0.0, with_cp: bool = False,
-                 final_conv: bool = False):
+                 final_conv: bool = False, output_stride: int = 32):
         super().__init__()
         stages = len(MV2_DEPTHS) + len(AFF_DEPTHS)
         if len(widths) != stages:
             raise ValueError(f'AFFNet has {stages} stages ({len(MV2_DEPTHS)} MobileNetV2, '
                              f'{len(AFF_DEPTHS)} AFF): widths needs {stages} entries, got '
                              f'{tuple(widths)} ({len(widths)})')
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
         self.in_chans, self.widths = in_chans, tuple(widths)
         self.stem = ConvBNAct(in_chans, STEM_WIDTH, 3, 2)
         stages: List[nn.Module] = []
@@ -133,16 +151,22 @@ class AFFNetTrunk(nn.Module):
                                  expand_ratio) for j in range(depth))))
             in_ch = width
         rates = iter(torch.linspace(0, drop_path_rate, sum(AFF_DEPTHS)).tolist())
+        reductions, stride, dilation = [2, 4], 4, 1
         for depth, width in zip(AFF_DEPTHS, widths[2:]):
+            if stride * 2 > output_stride:
+                dilation *= 2
+            else:
+                stride *= 2
             stages.append(AFFStage(in_ch, width, depth, expand_ratio,
-                                   [next(rates) for _ in range(depth)], with_cp))
+                                   [next(rates) for _ in range(depth)], with_cp, dilation))
+            reductions.append(stride)
             in_ch = width
         self.stages = nn.ModuleList(stages)
         self.num_features = self.head_hidden_size = min(4 * self.widths[-1], 960)
         self.conv_1x1_exp = (ConvBNAct(self.widths[-1], self.num_features) if final_conv
                              else nn.Identity())
-        self.feature_info = [dict(num_chs=width, reduction=2 ** (i + 1), module=f'stages.{i}')
-                             for i, width in enumerate(self.widths)]
+        self.feature_info = [dict(num_chs=width, reduction=reduction, module=f'stages.{i}')
+                             for i, (width, reduction) in enumerate(zip(self.widths, reductions))]
         if final_conv:  # channels of the last map with norm=True (timm's FeatureGetterNet)
             self.feature_info[-1]['num_chs_norm'] = self.num_features
 
@@ -174,7 +198,8 @@ class AFFNetTrunk(nn.Module):
         """``(B, C, H, W) -> (B, num_features, ceil(H/32), ceil(W/32))``: every stage,
         then ``conv_1x1_exp``."""
         self.check_input(x)
-        x = self.stem(x)  # 3x3 stride-2 convs with padding 1: ceil(H / 2) at any size
+        # 3x3 stride-2 convs with padding 1: ceil(H / 2) at any size
+        x = self.stem(x.contiguous(memory_format=conv_memory_format(x)))
         for stage in self.stages:
             x = stage(x)
         return self.conv_1x1_exp(x)
@@ -187,13 +212,14 @@ class AFFNetTrunk(nn.Module):
         """The outputs of the stages in ``indices`` (``None``: all, ``n``: the last
         ``n``, a list: those, negative from the end), each ``(B, W_i, ceil(H/s_i),
         ceil(W/s_i))`` (``output_fmt='NHWC'``: channels last); ``norm`` applies
-        ``conv_1x1_exp`` to the last stage's. ``stop_early`` runs no stage past the
+        ``conv_1x1_exp`` to the last stage's (strides ``min(s_i, output_stride)``;
+        NCHW maps may be channels-last in memory). ``stop_early`` runs no stage past the
         last one taken. Returns them, or ``(final features, them)``.
         """
         check_output_fmt(output_fmt)
         take, last = feature_take_indices(len(self.stages), indices)
         self.check_input(x)
-        x = self.stem(x)
+        x = self.stem(x.contiguous(memory_format=conv_memory_format(x)))
         last_stage = len(self.stages) - 1
         intermediates = []
         for i, stage in enumerate(self.stages[:last + 1] if stop_early else self.stages):
@@ -254,11 +280,18 @@ def _cfg() -> dict:
 default_cfgs = generate_default_cfgs({f'affnet_{a}.in1k': _cfg() for a in AFFNET_ARCHS})
 
 
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
+    """Any checkpoint of ours, or a public (cvnets-layout) AFFNet file, for ``model``."""
+    return adapt_state_dict(state_dict, model)
+
+
 def _affnet(arch: str, pretrained: bool, **kwargs) -> AFFNetClassifier:
     """``features_only=True`` gives the five stage maps (default) through
-    ``forward_intermediates`` (timm's ``FeatureGetterNet``)."""
+    ``forward_intermediates`` (timm's ``FeatureGetterNet``); ``pretrained=True`` with
+    ``pretrained_cfg_overlay=dict(file=...)`` loads ours or a public cvnets file."""
     stages = len(MV2_DEPTHS) + len(AFF_DEPTHS)
     return build_model_with_cfg(AFFNetClassifier, f'affnet_{arch}', pretrained,
+                                pretrained_filter_fn=checkpoint_filter_fn,
                                 feature_cfg=dict(out_indices=tuple(range(stages)),
                                                  feature_cls='getter'),
                                 **dict(AFFNET_ARCHS[arch], **kwargs))

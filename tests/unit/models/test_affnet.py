@@ -10,9 +10,10 @@ PAPER_PARAMS_M = {'affnet_et': 1.4, 'affnet_t': 2.6, 'affnet_s': 5.5}
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_PARAMS_M))
-def test_parameter_counts_within_3_percent(name):
+def test_parameter_counts_round_to_the_papers(name):
+    # equal to the public implementation's (tests/unit/test_cvnets_layout.py)
     count = sum(p.numel() for p in timm.create_model(name).parameters()) / 1e6
-    assert abs(count - PAPER_PARAMS_M[name]) / PAPER_PARAMS_M[name] < 0.03, count
+    assert round(count, 1) == PAPER_PARAMS_M[name] or abs(count - PAPER_PARAMS_M[name]) < 0.07
 
 
 @pytest.mark.parametrize('size,expected', [

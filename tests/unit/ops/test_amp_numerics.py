@@ -128,10 +128,52 @@ def plain_aff_filter(self, z):
     return z + torch.fft.irfft2(filtered, s=z.shape[-2:], norm='ortho').to(z.dtype)
 
 
+def assert_backbone_as_accurate(model, x, targets, precision):
+    """A whole convolutional backbone whose fast path changes every kernel's
+    summation order (AFFNet: channels-last maps) is compared in aggregate.
+
+    Per-tensor error ratios of two equally accurate fp16 runs through ~60
+    BatchNorm layers scatter widely (measured up to 3.7x either way on single
+    small tensors, median 0.96-1.06), so the outputs and the input gradient are
+    compared one by one (measured ratios 0.92-1.07), the parameter gradients by
+    their pooled relative error and the median of their ratios (measured 0.92-1.08
+    and 0.96-1.06). Gradients that are zero in exact arithmetic (biases feeding a
+    train-mode BatchNorm through a linear map: their float32 "truth" is rounding
+    noise) are left out, and so are gradients that overflow fp16 in both runs (a
+    GradScaler skips that step).
+    """
+    dtype, scale = PRECISIONS[precision]
+    truth = train_step(model, x, targets, fast=False)
+    runs = {fast: train_step(model, x, targets, dtype, scale, fast=fast) for fast in (True, False)}
+    finite = {fast: {k for k, v in values.items() if torch.isfinite(v).all()}
+              for fast, values in runs.items()}
+    assert finite[True] == finite[False], 'the fast path overflows elsewhere'
+    errors = {fast: relative_errors(values, truth) for fast, values in runs.items()}
+    dense = [k for k in truth if k.startswith(('out', 'input', 'branch'))]
+    worse = {k: f'fast {errors[True][k]:.2e} plain {errors[False][k]:.2e}' for k in dense
+             if not errors[True][k] <= 1.25 * errors[False][k] + EPS}
+    assert not worse, worse
+    typical = torch.tensor([v.norm() for v in truth.values()]).median()
+    params = [k for k in truth if k not in dense and k in finite[True]
+              and truth[k].norm() > 1e-4 * typical]
+    assert len(params) >= 0.75 * (len(truth) - len(dense)), 'too few gradients compared'
+
+    def pooled(values):
+        error = sum((values[k] - truth[k]).norm() ** 2 for k in params)
+        return (error / sum(truth[k].norm() ** 2 for k in params)).sqrt().item()
+
+    fast, plain = pooled(runs[True]), pooled(runs[False])
+    assert fast <= 1.25 * plain + EPS, (fast, plain)
+    ratios = torch.tensor([errors[True][k] / errors[False][k] for k in params])
+    assert ratios.median() <= 1.25, ratios.median()
+
+
 @pytest.mark.parametrize('precision', ['fp16-scale65536', 'bf16'])
-def test_affnet(precision, monkeypatch):
-    # AFFNet has no separate fast path in training: its module is compared with the
-    # plain formulation above, swapped in where the GFNet models turn the fast path off
+@pytest.mark.parametrize('seed', [0, 1])
+def test_affnet(precision, seed, monkeypatch):
+    # The fast path: channels-last maps everywhere (gfnet_dense.ops.config.
+    # conv_memory_format) and the filter's float32 island; the plain formulation:
+    # NCHW maps and the filter as plainly written above.
     original = AdaptiveFrequencyFilter.forward
 
     def forward(self, z):
@@ -139,11 +181,11 @@ def test_affnet(precision, monkeypatch):
         return original(self, z) if use_fast_path() else plain_aff_filter(self, z)
 
     monkeypatch.setattr(AdaptiveFrequencyFilter, 'forward', forward)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = AFFNet(arch='et').train()
     x = torch.randn(2, 3, 64, 80)
     shapes = [o.shape for o in model(x)]
-    assert_fast_as_accurate(model, x, _targets(shapes, BACKBONE_GRAD), precision)
+    assert_backbone_as_accurate(model, x, _targets(shapes, BACKBONE_GRAD), precision)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
