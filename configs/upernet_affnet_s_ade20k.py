@@ -3,6 +3,7 @@
 _base_ = './_base_/upernet_ade20k.py'
 
 model = dict(
+    data_preprocessor={{_base_.affnet_input}},
     backbone={{_base_.affnet_s}},
     decode_head=dict(in_channels={{_base_.affnet_s_channels}}),
     auxiliary_head=dict(in_channels=256))

@@ -127,6 +127,16 @@ def allow_zero_bit_posterize() -> None:
         auto_augment.NAME_TO_OP[name] = _posterize
 
 
+def input_normalisation(model_name: str) -> dict:
+    """The model's own input normalisation (its timm pretrained config): ImageNet
+    mean / std for GFNet and the CNN peers, RGB in [0, 1] for AFFNet (the public
+    AFFNet weights' input), so that our checkpoints and released ones take the same."""
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    if cfg is None:
+        return dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    return dict(mean=tuple(cfg.mean), std=tuple(cfg.std))
+
+
 def build_loaders(args, rank, world_size):
     for split in ('train', 'val'):
         if not osp.isdir(osp.join(args.data_path, split)):
@@ -134,7 +144,7 @@ def build_loaders(args, rank, world_size):
                 f'{osp.join(args.data_path, split)!r} does not exist; --data-path needs '
                 'ImageNet layout: train/<class>/<images> and val/<class>/<images>')
     size = (3, args.input_size, args.input_size)
-    norm = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    norm = input_normalisation(args.model)
     allow_zero_bit_posterize()
     train_tf = create_transform(
         size, is_training=True, color_jitter=args.color_jitter,

@@ -35,3 +35,5 @@ affnet_s = dict(_delete_=True, type='AFFNet', arch='s', out_indices=(1, 2, 3, 4)
 affnet_s_channels = [64, 128, 256, 320]
 # stages 2-4 only (strides 8/16/32, RetinaNet)
 affnet_s_s8 = dict(affnet_s, out_indices=(2, 3, 4))
+# AFFNet's input, as the public weights' and tools/pretrain.py's: RGB in [0, 1]
+affnet_input = dict(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0])

@@ -74,3 +74,20 @@ def test_resume_from_a_file_without_training_state_says_what_it_is(one_epoch, im
                     *TINY, check=False)
     assert proc.returncode != 0 and 'is an MMEngine checkpoint' in proc.stderr
     assert 'tools/train.py --resume' in proc.stderr
+
+
+def test_affnet_finetunes_from_a_public_cvnets_file(tmp_path):
+    # a public-layout (cvnets) ImageNet file, built from the public key names
+    public = json.load(open(osp.join(osp.dirname(osp.dirname(__file__)), 'fixtures',
+                                     'affnet_cvnets_keys.json')))['affnet_et']
+    state = {k: torch.full(s, 0.5) if not k.endswith('num_batches_tracked') else torch.tensor(1)
+             for k, s in public.items()}
+    torch.save(state, tmp_path / 'affnet-et-public.pt')
+    images = write_image_folder(str(tmp_path / 'three'), classes=3, per_class=(2, 1), size=32)
+    run_tool('pretrain.py', '--model', 'affnet_et', '--data-path', images, '--epochs', '1',
+             '--output-dir', str(tmp_path / 'out'), '--finetune',
+             str(tmp_path / 'affnet-et-public.pt'), '--lr', '0', *TINY)
+    model = torch.load(tmp_path / 'out' / 'checkpoint.pth', weights_only=True)['model']
+    assert model['head.weight'].shape[0] == 3  # the 1000-class head started from scratch
+    torch.testing.assert_close(model['stages.3.blocks.1.filter.w1'],
+                               state['layer_4.1.global_rep.1.filter.w1'])

@@ -47,7 +47,8 @@ def test_every_config_loads_builds_and_runs_a_step():
     from mmseg.structures import SegDataSample
     names = {osp.basename(p) for p in SEG_CONFIGS}
     assert {f'{head}_gfnet_h_{a}_ade20k.py' for head in ('upernet', 'fpn') for a in ('ti', 's', 'b')} \
-        | {'upernet_gfnet_s_ade20k.py', 'upernet_affnet_s_ade20k.py', 'fpn_affnet_s_ade20k.py'} \
+        | {'upernet_gfnet_s_ade20k.py', 'upernet_affnet_s_ade20k.py', 'fpn_affnet_s_ade20k.py',
+           'deeplabv3_affnet_s_ade20k.py'} \
         <= names
     for path in SEG_CONFIGS + [DEMO_CONFIG]:
         cfg = Config.fromfile(path)
@@ -57,8 +58,9 @@ def test_every_config_loads_builds_and_runs_a_step():
         cfg.model.backbone.init_cfg = None
         model = MODELS.build(cfg.model)
         neck_in = cfg.model.get('neck', {}).get('in_channels')
-        assert (neck_in or cfg.model.decode_head.in_channels) == \
-            backbone_out_channels(model.backbone), path
+        head_in = cfg.model.decode_head.in_channels
+        assert list(neck_in or (head_in if isinstance(head_in, list) else [head_in])) == \
+            list(backbone_out_channels(model.backbone)), path
         # a CPU step on a non-square batch, loss and prediction
         samples = []
         for _ in range(2):
