@@ -80,16 +80,21 @@ def decision_device(t: torch.Tensor) -> str:
 
 
 # ---------------------------------------------------------------- decisions
-def conv_memory_format(x: torch.Tensor) -> torch.memory_format:
+def conv_memory_format(x: torch.Tensor, training: bool) -> torch.memory_format:
     """The memory format the convolutional models (AFFNet) run their maps in:
-    channels-last on the fast path, else contiguous NCHW (the plain formulation).
+    channels-last for inference (eval mode, no autograd) on the fast path, else
+    contiguous NCHW (the plain formulation, and every training step).
 
     Channels-last is where oneDNN's depthwise and 1x1 convolutions are fast on CPU
-    (AFFNet-S at 512x512 forward: 3x faster than NCHW on 2 cores, see
-    BENCHMARKS.md) and what cuDNN's tensor-core kernels read; the values are the
-    same up to summation order.
+    (AFFNet-S at 512x512 forward: about 3x faster than NCHW on 2 cores, see
+    BENCHMARKS.md). Training stays NCHW: PyTorch's channels-last BatchNorm
+    statistics on CPU sum squares in one pass, measured 2-20x less accurate in
+    float32 than the NCHW kernel (a fast path never trades accuracy); in inference
+    BatchNorm uses its running statistics and the GroupNorms run on NCHW planes.
     """
-    return torch.channels_last if use_fast_path() and x.dim() == 4 else torch.contiguous_format
+    if use_fast_path() and x.dim() == 4 and not training and not torch.is_grad_enabled():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optional[int]:

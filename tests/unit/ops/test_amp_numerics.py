@@ -129,8 +129,8 @@ def plain_aff_filter(self, z):
 
 
 def assert_backbone_as_accurate(model, x, targets, precision):
-    """A whole convolutional backbone whose fast path changes every kernel's
-    summation order (AFFNet: channels-last maps) is compared in aggregate.
+    """A whole backbone whose fast path changes the rounding of one layer per block
+    (AFFNet's filter) is compared in aggregate.
 
     Per-tensor error ratios of two equally accurate fp16 runs through ~60
     BatchNorm layers scatter widely (measured up to 3.7x either way on single
@@ -171,9 +171,9 @@ def assert_backbone_as_accurate(model, x, targets, precision):
 @pytest.mark.parametrize('precision', ['fp16-scale65536', 'bf16'])
 @pytest.mark.parametrize('seed', [0, 1])
 def test_affnet(precision, seed, monkeypatch):
-    # The fast path: channels-last maps everywhere (gfnet_dense.ops.config.
-    # conv_memory_format) and the filter's float32 island; the plain formulation:
-    # NCHW maps and the filter as plainly written above.
+    # The fast path: the filter's float32 island; the plain formulation: the filter
+    # as plainly written above. (Training steps run NCHW maps on both: AFFNet's
+    # channels-last fast path is for inference, tests/unit/ops/test_affnet_fast_path.py.)
     original = AdaptiveFrequencyFilter.forward
 
     def forward(self, z):
