@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: GFNet-H (ours) against ResNet-50, Swin-T and ConvNeXt-T.
+"""Benchmark GFNet-H and AFFNet (ours) side by side with ResNet-50, Swin-T, ConvNeXt-T, MobileViT-S.
 
 Three modes, each measurement in a fresh process, median and spread over
 repeats after warm-up, written as Markdown, JSON (and a log-log PNG plot):
@@ -15,16 +15,25 @@ repeats after warm-up, written as Markdown, JSON (and a log-log PNG plot):
 
 ``--rounds N`` repeats the whole sweep N times with the models interleaved and
 pools the samples. The backbone and segmentor tables end with the verdict on
-each speed and memory target (TARGETS below) that the run measured (GFNet-H-S against its peers).
+each speed and memory target (TARGETS below) that the run measured: GFNet-H-S
+against its peers, and AFFNet-S against MobileViT-S (timm's ``mobilevit_s``, the
+AFFNet paper's main peer) and GFNet-H-Ti. A target is judged only when both of
+its rows were measured.
+
+The default models are the GFNet-H variants and their peers. ``--preset affnet``
+is AFFNet-S, MobileViT-S and GFNet-H-Ti at 256x256, 512x512 and 1024x1024 (the
+AFFNet targets); ``--models`` / ``--sizes`` given with it replace its own.
 
     python tools/benchmark.py --quick                      # a few minutes on 2 CPU cores
     python tools/benchmark.py --rounds 3 --threads 2       # the run behind BENCHMARKS.md
+    python tools/benchmark.py --preset affnet --rounds 3 --threads 2 --out-dir work_dirs/benchmark_affnet
     python tools/benchmark.py --sizes 512x512 1024x1024 2048x1024 --threads 2
     python tools/benchmark.py --device cuda --amp --sizes 512x512 1024x1024
     python tools/benchmark.py --mode segmentor --device cuda --amp --batch 2 --sizes 512x512
     python tools/benchmark.py --mode filter --device cuda --amp --sizes 512x512 1024x1024
 """
 import argparse
+import collections
 import json
 import os
 import os.path as osp
@@ -59,14 +68,22 @@ def build(name: str) -> torch.nn.Module:
     if name == 'convnext_t':
         import timm
         return timm.create_model('convnext_tiny', features_only=True, drop_path_rate=0.1)
+    if name == 'mobilevit_s':  # 4.9M without the classifier (5.6M with it, as the papers count)
+        import timm
+        return timm.create_model('mobilevit_s', features_only=True)
     raise ValueError(f'unknown model {name!r}')
 
 
 LABELS = {'gfnet_h_ti': 'GFNet-H-Ti (ours)', 'gfnet_h_s': 'GFNet-H-S (ours)',
           'gfnet_h_b': 'GFNet-H-B (ours)', 'affnet_s': 'AFFNet-S (ours)', 'resnet50': 'ResNet-50 (mmseg V1c)',
-          'swin_t': 'Swin-T (mmseg)', 'convnext_t': 'ConvNeXt-T (timm)'}
-DEFAULT_MODELS = [m for m in LABELS if m != 'affnet_s']  # AFFNet: --models affnet_s
+          'swin_t': 'Swin-T (mmseg)', 'convnext_t': 'ConvNeXt-T (timm)',
+          'mobilevit_s': 'MobileViT-S (timm)'}
+# the GFNet-H run behind BENCHMARKS.md; AFFNet-S and its peer MobileViT-S: --preset affnet
+DEFAULT_MODELS = [m for m in LABELS if m not in ('affnet_s', 'mobilevit_s')]
+DEFAULT_SIZES = ['512x512', '1024x1024', '2048x1024']
 MODEL_CHOICES = list(LABELS)
+PRESETS = {'affnet': dict(models=['affnet_s', 'mobilevit_s', 'gfnet_h_ti'],
+                          sizes=['256x256', '512x512', '1024x1024'])}
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # UperNet on ADE20K: our configs and mmseg's own for the peers (ConvNeXt's needs mmpretrain)
 SEGMENTOR_CONFIGS = {
@@ -127,6 +144,22 @@ def timed(fn, device, warmup: int, repeats: int):
     return times
 
 
+def flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """``count_flops``, with timm's fused attention (``F.scaled_dot_product_attention``,
+    MobileViT-S's) on its explicit path while counting: torch's FlopCounterMode has no
+    formula for the CPU kernel (``aten._scaled_dot_product_flash_attention_for_cpu``) and
+    would count that attention as nothing. The explicit path is the same two matrix
+    products (counted as torch counts the GPU kernels); the timings use the fused path."""
+    fused = [m for m in model.modules() if getattr(m, 'fused_attn', False) is True]
+    for module in fused:
+        module.fused_attn = False
+    try:
+        return count_flops(model, x)
+    finally:
+        for module in fused:
+            module.fused_attn = True
+
+
 def measure(name, size, args, device):
     torch.manual_seed(0)
     model = build(name).to(device)
@@ -135,7 +168,7 @@ def measure(name, size, args, device):
         (lambda: torch.autocast(device.type, enabled=False))
     row = dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-               gflops=count_flops(model, x) / 1e9)
+               gflops=flops(model, x) / 1e9)
 
     def forward():
         with torch.no_grad(), autocast():
@@ -268,48 +301,63 @@ def merge_rounds(results):
     return list(merged.values())
 
 
-# Speed and memory targets for GFNet-H-S: (what, quantity, input, peer, must be strictly lower)
-TARGET_MODEL = 'gfnet_h_s'
+# A speed or memory target: ``model``'s ``key`` at input ``size`` below (``strict``) or
+# at most (not strict: 'no slower than') that of ``peer``
+Target = collections.namedtuple('Target', 'model what key size peer strict')
 TARGETS = [
-    ('forward', 'fwd_ms', '1024x1024', 'convnext_t', False),
-    ('forward', 'fwd_ms', '1024x1024', 'swin_t', True),
-    ('forward+backward', 'fwdbwd_ms', '1024x1024', 'convnext_t', False),
-    ('forward+backward', 'fwdbwd_ms', '1024x1024', 'swin_t', True),
-    ('forward+backward', 'fwdbwd_ms', '2048x1024', 'convnext_t', False),
-    ('forward+backward', 'fwdbwd_ms', '2048x1024', 'swin_t', True),
-    ('forward peak memory', 'fwd_mem_mb', '2048x1024', 'swin_t', True),
-    ('forward+backward peak memory', 'fwdbwd_mem_mb', '2048x1024', 'swin_t', True),
-    ('UperNet training iteration', 'iter_ms', '512x512', 'swin_t', True),
+    # GFNet-H-S against the usual backbones
+    Target('gfnet_h_s', 'forward', 'fwd_ms', '1024x1024', 'convnext_t', False),
+    Target('gfnet_h_s', 'forward', 'fwd_ms', '1024x1024', 'swin_t', True),
+    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '1024x1024', 'convnext_t', False),
+    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '1024x1024', 'swin_t', True),
+    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '2048x1024', 'convnext_t', False),
+    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '2048x1024', 'swin_t', True),
+    Target('gfnet_h_s', 'forward peak memory', 'fwd_mem_mb', '2048x1024', 'swin_t', True),
+    Target('gfnet_h_s', 'forward+backward peak memory', 'fwdbwd_mem_mb', '2048x1024', 'swin_t',
+           True),
+    Target('gfnet_h_s', 'UperNet training iteration', 'iter_ms', '512x512', 'swin_t', True),
+    # AFFNet-S against MobileViT-S (the AFFNet paper's main peer) and GFNet-H-Ti: --preset affnet
+    *(Target('affnet_s', what, key, size, 'mobilevit_s', False)
+      for size in ('256x256', '512x512', '1024x1024')
+      for what, key in (('forward', 'fwd_ms'), ('forward+backward', 'fwdbwd_ms'))),
+    Target('affnet_s', 'forward', 'fwd_ms', '512x512', 'gfnet_h_ti', False),
+    Target('affnet_s', 'forward+backward', 'fwdbwd_ms', '512x512', 'gfnet_h_ti', False),
 ]
 
 
-def evaluate_targets(rows):
-    """The targets this run measured: dicts with both values, their ratio and ``met``."""
+def evaluate_targets(rows, targets=TARGETS):
+    """The targets this run measured (both rows there): dicts with both values, their
+    ratio and ``met``."""
     lookup = {(r['model'], r['size']): r for r in rows}
     verdicts = []
-    for what, key, size, peer, strict in TARGETS:
-        ours, theirs = lookup.get((TARGET_MODEL, size), {}), lookup.get((peer, size), {})
-        if key not in ours or key not in theirs:
+    for t in targets:
+        ours, theirs = lookup.get((t.model, t.size), {}), lookup.get((t.peer, t.size), {})
+        if t.key not in ours or t.key not in theirs:
             continue
-        value, reference = ours[key], theirs[key]
-        verdicts.append(dict(what=what, key=key, size=size, peer=peer, strict=strict,
-                             value=value, reference=reference, ratio=value / reference,
-                             met=value < reference if strict else value <= reference))
+        value, reference = ours[t.key], theirs[t.key]
+        verdicts.append(dict(t._asdict(), value=value, reference=reference,
+                             ratio=value / reference,
+                             met=value < reference if t.strict else value <= reference))
     return verdicts
 
 
 def _target_lines(verdicts):
-    lines = [f'| target for {LABELS[TARGET_MODEL]} | ours | peer | ratio | status |',
-             '|---|---|---|---|---|']
-    for v in verdicts:
-        unit = 'MiB' if v['key'].endswith('_mb') else 'ms'
-        if unit == 'MiB':
-            relation = 'below'
-        else:
-            relation = 'faster than' if v['strict'] else 'no slower than'
-        lines.append(f"| {v['what']} at {v['size']}, {relation} {LABELS[v['peer']]} | "
-                     f"{v['value']:.0f} {unit} | {v['reference']:.0f} {unit} | {v['ratio']:.2f} | "
-                     f"{'met' if v['met'] else '**not met**'} |")
+    """One table per model of ours, in the order of the targets."""
+    verdicts = list(verdicts)
+    lines = []
+    for model in dict.fromkeys(v['model'] for v in verdicts):
+        lines += ([''] if lines else []) + [
+            f'| target for {LABELS[model]} | ours | peer | ratio | status |',
+            '|---|---|---|---|---|']
+        for v in (v for v in verdicts if v['model'] == model):
+            unit = 'MiB' if v['key'].endswith('_mb') else 'ms'
+            if unit == 'MiB':
+                relation = 'below'
+            else:
+                relation = 'faster than' if v['strict'] else 'no slower than'
+            lines.append(f"| {v['what']} at {v['size']}, {relation} {LABELS[v['peer']]} | "
+                         f"{v['value']:.0f} {unit} | {v['reference']:.0f} {unit} | "
+                         f"{v['ratio']:.2f} | {'met' if v['met'] else '**not met**'} |")
     return lines
 
 
@@ -383,7 +431,8 @@ def plot(rows, path: str) -> None:
         for name in dict.fromkeys(r['model'] for r in rows):
             pts = sorted((r['pixels'], r[key]) for r in rows if r['model'] == name and key in r)
             ax.plot([p for p, _ in pts], [v for _, v in pts], marker='o',
-                    label=LABELS.get(name, name), linestyle='-' if 'gfnet' in name else '--')
+                    label=LABELS.get(name, name),
+                    linestyle='-' if '(ours)' in LABELS.get(name, '') else '--')
         ax.set_xscale('log')
         ax.set_yscale('log')
         ax.set_xlabel('pixels')
@@ -417,16 +466,20 @@ def parse_size(text: str):
 MEASURE = {'backbone': measure, 'segmentor': measure_segmentor, 'filter': measure_filter}
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, with the defaults of the mode, ``--preset`` and ``--quick`` filled in."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--mode', default='backbone', choices=list(MEASURE),
                         help='backbone: whole backbones; segmentor: UperNet training '
                              'iterations; filter: the global filter layer and its bandwidth')
     parser.add_argument('--models', nargs='+', choices=MODEL_CHOICES,
-                        help='default: all backbones (backbone), GFNet-H-S and Swin-T '
-                             '(segmentor), GFNet-H-S (filter)')
-    parser.add_argument('--sizes', nargs='+', default=['512x512', '1024x1024', '2048x1024'],
-                        help='HxW list')
+                        help='default: the GFNet-H variants and their peers (backbone), '
+                             'GFNet-H-S and Swin-T (segmentor), GFNet-H-S (filter)')
+    parser.add_argument('--sizes', nargs='+', help=f'HxW list, default: {" ".join(DEFAULT_SIZES)}')
+    parser.add_argument('--preset', choices=list(PRESETS),
+                        help='affnet: ' + ', '.join(f'{k} {" ".join(v)}' for k, v in
+                                                   PRESETS['affnet'].items())
+                             + ' (the AFFNet-S targets); --models / --sizes replace its own')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--amp', action='store_true', help='bf16 autocast / AMP')
@@ -439,12 +492,17 @@ def main(argv=None):
                              'all alike; the samples are pooled')
     parser.add_argument('--no-backward', action='store_true')
     parser.add_argument('--quick', action='store_true',
-                        help='GFNet-H-S and the peers at 512x512 and 1024x1024, 2 repeats')
+                        help='GFNet-H-S and the peers (or the preset\'s models) at 512x512 '
+                             'and 1024x1024, 2 repeats')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--single', nargs=2, metavar=('MODEL', 'SIZE'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.repeats < 1:
         parser.error('--rounds and --repeats must be at least 1')
+    if args.preset:
+        args.models = args.models or PRESETS[args.preset]['models']
+        args.sizes = args.sizes or PRESETS[args.preset]['sizes']
+    args.sizes = args.sizes or DEFAULT_SIZES
     if args.quick:
         args.sizes, args.warmup, args.repeats = ['512x512', '1024x1024'], 1, 2
     if not args.models:
@@ -459,6 +517,11 @@ def main(argv=None):
     if args.amp and args.mode == 'segmentor' and args.device == 'cpu':
         parser.error('--mode segmentor --amp needs a GPU (MMEngine AmpOptimWrapper); '
                      'drop --amp on CPU')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

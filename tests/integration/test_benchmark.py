@@ -115,3 +115,69 @@ def test_targets_are_judged_from_the_rows():
     assert 'forward at 1024x1024, no slower than ConvNeXt-T (timm) | 100 ms | 100 ms | 1.00 | met' \
         in lines
     assert '**not met**' in lines
+
+
+def test_affnet_targets_are_judged_from_the_rows():
+    benchmark = _benchmark_module()
+    rows = [dict(model='affnet_s', size='256x256', fwd_ms=10.0, fwdbwd_ms=30.0),
+            dict(model='mobilevit_s', size='256x256', fwd_ms=10.0, fwdbwd_ms=29.0),
+            dict(model='affnet_s', size='512x512', fwd_ms=40.0, fwdbwd_ms=120.0),
+            dict(model='mobilevit_s', size='512x512', fwd_ms=50.0, fwdbwd_ms=150.0),
+            dict(model='gfnet_h_ti', size='512x512', fwd_ms=39.0, fwdbwd_ms=120.0),
+            dict(model='affnet_s', size='1024x1024', fwd_ms=160.0),  # no backward measured
+            dict(model='mobilevit_s', size='1024x1024', fwd_ms=200.0, fwdbwd_ms=600.0),
+            dict(model='gfnet_h_s', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=300.0),
+            dict(model='swin_t', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=400.0)]
+    verdicts = benchmark.evaluate_targets(rows)
+    assert [v['model'] for v in verdicts] == ['gfnet_h_s'] * 2 + ['affnet_s'] * 7
+    ours = {(v['key'], v['size'], v['peer']): v for v in verdicts if v['model'] == 'affnet_s'}
+    met = {k: v['met'] for k, v in ours.items()}
+    # 'no slower than' everywhere: a tie is met; the unmeasured 1024x1024 fwd+bwd is left out
+    assert met == {('fwd_ms', '256x256', 'mobilevit_s'): True,
+                   ('fwdbwd_ms', '256x256', 'mobilevit_s'): False,
+                   ('fwd_ms', '512x512', 'mobilevit_s'): True,
+                   ('fwdbwd_ms', '512x512', 'mobilevit_s'): True,
+                   ('fwd_ms', '1024x1024', 'mobilevit_s'): True,
+                   ('fwd_ms', '512x512', 'gfnet_h_ti'): False,
+                   ('fwdbwd_ms', '512x512', 'gfnet_h_ti'): True}
+    assert ours['fwd_ms', '1024x1024', 'mobilevit_s']['ratio'] == 0.8
+    assert all(v['strict'] is False for v in ours.values())
+    # one table per model of ours, GFNet-H-S's first as before
+    lines = benchmark._target_lines(verdicts)
+    assert lines[0].startswith('| target for GFNet-H-S (ours) |') and lines[4] == ''
+    assert lines[5].startswith('| target for AFFNet-S (ours) |') and len(lines) == 4 + 1 + 9
+    text = '\n'.join(lines)
+    assert ('forward at 512x512, no slower than MobileViT-S (timm) | 40 ms | 50 ms | 0.80 | met'
+            in text)
+    assert ('forward at 512x512, no slower than GFNet-H-Ti (ours) | 40 ms | 39 ms | 1.03 | '
+            '**not met**' in text)
+
+
+def test_affnet_preset_and_default_models():
+    benchmark = _benchmark_module()
+    args = benchmark.parse_args(['--preset', 'affnet'])
+    assert args.models == ['affnet_s', 'mobilevit_s', 'gfnet_h_ti']
+    assert args.sizes == ['256x256', '512x512', '1024x1024']
+    assert benchmark.parse_args(['--preset', 'affnet', '--sizes', '64x64']).sizes == ['64x64']
+    default = benchmark.parse_args([])
+    assert default.models == ['gfnet_h_ti', 'gfnet_h_s', 'gfnet_h_b', 'resnet50', 'swin_t',
+                              'convnext_t']
+    assert default.sizes == ['512x512', '1024x1024', '2048x1024']
+
+
+def test_mobilevit_s_gives_feature_maps_and_its_attention_is_counted():
+    import torch
+    from gfnet_dense.flops import count_flops
+    benchmark = _benchmark_module()
+    model = benchmark.build('mobilevit_s').eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        outs = model(x)
+    assert isinstance(outs, list) and len(outs) == 5
+    assert [o.shape[-1] for o in outs] == [32, 16, 8, 4, 2] and all(o.dim() == 4 for o in outs)
+    # CPU's fused attention kernel has no FLOP formula in torch: flops() counts its products
+    fused = [m for m in model.modules() if getattr(m, 'fused_attn', False)]
+    assert len(fused) == 9
+    with_attention, without = benchmark.flops(model, x), count_flops(model, x)
+    assert with_attention > without
+    assert all(m.fused_attn for m in fused)  # restored
