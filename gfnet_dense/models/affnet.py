@@ -24,8 +24,9 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from ..checkpoint import adapt_state_dict
-from ..layers import AdaptiveFrequencyFilter, check_image_batch, run_blocks
-from ..ops.config import conv_memory_format
+from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
+from ..ops.config import conv_memory_format, use_folded_batch_norm
+from ..ops.conv_bn import conv_folded, fold_batch_norm
 from .features import check_output_fmt, to_output_fmt
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
@@ -45,8 +46,12 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
     return out + divisor if out < 0.9 * value else out
 
 
-class ConvBNAct(nn.Sequential):
-    """Conv (``kernel // 2`` padding), BatchNorm, SiLU (none with ``act=False``)."""
+class ConvBNAct(EvalCacheMixin, nn.Sequential):
+    """Conv (``kernel // 2`` padding), BatchNorm, SiLU (none with ``act=False``).
+
+    Inference on the fast path runs the convolution with the BatchNorm folded in
+    (``gfnet_dense.ops.conv_bn``; the folded weights are kept while in eval).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1,
                  groups: int = 1, act: bool = True, dilation: int = 1):
@@ -55,6 +60,14 @@ class ConvBNAct(nn.Sequential):
                       groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
             nn.SiLU() if act else nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, norm, act = self
+        if not use_folded_batch_norm(self.training):
+            return act(norm(conv(x)))
+        weight, bias = self.memoize(('folded',), lambda: fold_batch_norm(conv, norm), params=(
+            conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var))
+        return act(conv_folded(x, conv, weight, bias))
 
 
 class InvertedResidual(nn.Module):

@@ -97,6 +97,12 @@ def conv_memory_format(x: torch.Tensor, training: bool) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def use_folded_batch_norm(training: bool) -> bool:
+    """Convolution + BatchNorm as one convolution (``ops.conv_bn``): inference (eval
+    mode, no autograd) on the fast path, where BatchNorm's statistics are fixed."""
+    return use_fast_path() and not training and not torch.is_grad_enabled()
+
+
 def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optional[int]:
     """Hidden elements per MLP row chunk, or ``None`` for one chunk.
 

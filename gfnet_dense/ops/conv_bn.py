@@ -1,0 +1,28 @@
+"""Convolution + BatchNorm as one convolution, for inference.
+
+In eval mode a BatchNorm is a per-channel affine map with fixed statistics, so
+``bn(conv(x)) == conv'(x)`` with ``w' = w * s`` and ``b' = beta + (b - mu) * s``,
+``s = gamma / sqrt(var + eps)`` (the products in float32): one pass over the map
+instead of two. Training keeps the two layers (batch statistics).
+"""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``conv``'s weight and bias with ``norm`` (eval statistics) folded in."""
+    scale = norm.weight.float() * torch.rsqrt(norm.running_var.float() + norm.eps)
+    weight = conv.weight.float() * scale.reshape(-1, 1, 1, 1)
+    shift = norm.bias.float() - norm.running_mean.float() * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias.float() * scale
+    return weight.to(conv.weight.dtype), shift.to(conv.weight.dtype)
+
+
+def conv_folded(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
+    """``conv`` with the folded ``weight`` and ``bias`` (``fold_batch_norm``)."""
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
