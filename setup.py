@@ -20,6 +20,8 @@ INSTALL_REQUIRES = [
     'regex==2026.11.15',
 ]
 TESTS_REQUIRE = ['pytest==9.2.0', 'scikit-learn==1.9.1']
+# ONNX export and ONNX Runtime inference (tools/export_onnx.py): pip install -e .[deploy]
+DEPLOY_REQUIRE = ['onnx==1.23.2', 'onnxscript==0.7.2', 'onnxruntime==1.32.0']
 
 setup(
     name='gfnet_dense',
@@ -30,6 +32,6 @@ setup(
     packages=find_packages(include=['gfnet_dense', 'gfnet_dense.*']),
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'tests': TESTS_REQUIRE},
+    extras_require={'tests': TESTS_REQUIRE, 'deploy': DEPLOY_REQUIRE},
     license='MIT',
 )

@@ -29,5 +29,5 @@ fi
   echo "mmcv was installed without its ops (mmcv._ext missing); remove .venv and retry" >&2
   exit 1
 }
-"$PIP" install -q -c "$CONSTRAINTS" -e '.[tests]'
+"$PIP" install -q -c "$CONSTRAINTS" -e '.[tests,deploy]'
 echo "$fingerprint" > "$STAMP"

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.dft import irfft2
+
 
 def spectral_filter(planes: torch.Tensor,
                     multiplier: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -26,7 +28,7 @@ def spectral_filter(planes: torch.Tensor,
         spectrum = torch.fft.rfft2(planes.float(), norm='ortho')
         mask = multiplier(spectrum)
         spectrum = spectrum * mask if torch.is_grad_enabled() else spectrum.mul_(mask)
-        return torch.fft.irfft2(spectrum, s=(height, width), norm='ortho')
+        return irfft2(spectrum, (height, width), norm='ortho')
 
 
 class AdaptiveFrequencyFilter(nn.Module):

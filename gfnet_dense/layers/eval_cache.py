@@ -21,6 +21,12 @@ def parameter_key(param: torch.Tensor) -> tuple:
     return param.data_ptr(), param._version, param.dtype, param.device
 
 
+def _caching(module: nn.Module) -> bool:
+    """Eval mode, no autograd, not being compiled or exported (tracing sees no storage)."""
+    return not (module.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.compiler.is_exporting())
+
+
 def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], object]) -> object:
     """``compute()``, memoised on ``module`` while it is in eval mode without autograd.
 
@@ -30,7 +36,7 @@ def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], obje
     entries per module, least recently used dropped first; ``module.train()``
     drops them all when ``module`` derives from ``EvalCacheMixin``.
     """
-    if module.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+    if not _caching(module):
         return compute()
     cache = module.__dict__.setdefault(_CACHE_ATTR, OrderedDict())
     if key in cache:
@@ -53,6 +59,8 @@ class EvalCacheMixin:
                 params: Iterable[Optional[torch.Tensor]] = ()) -> object:
         """``memoize_in_eval`` on this module under ``key`` and the current value
         (``parameter_key``) of each of ``params`` (``None`` entries skipped)."""
+        if not _caching(self):
+            return compute()
         key = tuple(key) + tuple(parameter_key(p) for p in params if p is not None)
         return memoize_in_eval(self, key, compute)
 

@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..ops.config import exporting_onnx
+
 #: ``bicubic`` / ``bilinear`` interpolate the complex filter in the frequency domain
 #: (the public fine-tuning recipe); ``spatial`` keeps the pixel-space kernel exact.
 FILTER_RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
@@ -53,6 +55,49 @@ def _interpolation_matrix(src: int, dst: int, mode: str, align_corners: bool,
     return out[0, :, :, 0].t().contiguous().float().to(device)
 
 
+def _cubic_weights(t: torch.Tensor, a: float = -0.75) -> Tuple[torch.Tensor, ...]:
+    """torch's bicubic convolution weights of the taps at -1, 0, 1, 2 for fraction ``t``."""
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def traced_interpolation_matrix(src: int, dst, mode: str, align_corners: bool,
+                                device: torch.device) -> torch.Tensor:
+    """``_interpolation_matrix`` from tensor operations on ``arange(dst)``, so that
+    an exported graph computes it for a symbolic ``dst`` (torch's source-index and
+    weight formulas: no clamp of cubic source positions, clamped tap indices)."""
+    i = torch.arange(dst, dtype=torch.float64, device=device)
+    if align_corners:
+        real = i * ((src - 1) / torch.sym_max(dst - 1, 1))
+    else:
+        real = (i + 0.5) * (src / dst) - 0.5
+        if mode == 'bilinear':
+            real = real.clamp(min=0)
+    base = real.floor()
+    t = real - base
+    base = base.long()
+    if mode == 'bicubic':
+        taps = [(base + k - 1, w) for k, w in enumerate(_cubic_weights(t))]
+    else:
+        taps = [(base, 1 - t), (torch.clamp(base + 1, max=src - 1), t)]
+    columns = torch.arange(src, device=device)
+    matrix = sum(w[:, None] * (idx.clamp(0, src - 1)[:, None] == columns).to(torch.float64)
+                 for idx, w in taps)
+    return matrix.float()
+
+
+def interpolation_matrix(src: int, dst, mode: str, align_corners: bool,
+                         device: torch.device) -> torch.Tensor:
+    """``(dst, src)`` interpolation matrix; traced while exporting to ONNX."""
+    if exporting_onnx():
+        return traced_interpolation_matrix(src, dst, mode, align_corners, device)
+    return _interpolation_matrix(src, dst, mode, align_corners, device)
+
+
 def interpolate_grid(grid: torch.Tensor, size: Sequence[int], mode: str = 'bicubic',
                      align_corners: bool = False) -> torch.Tensor:
     """``F.interpolate`` of a ``(..., h, w, K)`` grid to ``(..., H, W, K)``, as matrix products.
@@ -62,8 +107,8 @@ def interpolate_grid(grid: torch.Tensor, size: Sequence[int], mode: str = 'bicub
     scatter on CPU. The last product writes the output layout directly.
     """
     h, w, k = grid.shape[-3:]
-    rows = _interpolation_matrix(h, size[0], mode, align_corners, grid.device).to(grid.dtype)
-    cols = _interpolation_matrix(w, size[1], mode, align_corners, grid.device).to(grid.dtype)
+    rows = interpolation_matrix(h, size[0], mode, align_corners, grid.device).to(grid.dtype)
+    cols = interpolation_matrix(w, size[1], mode, align_corners, grid.device).to(grid.dtype)
     # in the grid's dtype: autocast would round weights (filters, pos_embed) to 16 bits
     with torch.autocast(device_type=grid.device.type, enabled=False):
         narrow = torch.matmul(grid.transpose(-1, -2), cols.t()).transpose(-1, -2)  # (..., h, W, K)
@@ -92,14 +137,17 @@ def _resize_circular(kernel: torch.Tensor, new_len: int, dim: int) -> torch.Tens
     length keeps its value, new offsets are zero.
     """
     old_len = kernel.shape[dim]
-    if old_len == new_len:
+    if not exporting_onnx() and old_len == new_len:
         return kernel
-    low, high = -(min(old_len, new_len) // 2), (min(old_len, new_len) - 1) // 2
+    kept = torch.sym_min(old_len, new_len)  # no branch on a symbolic length when exporting
+    low, high = -(kept // 2), (kept - 1) // 2
     offsets = torch.arange(low, high + 1, device=kernel.device)
     shape = list(kernel.shape)
     shape[dim] = new_len
+    def wrap(length):  # offsets -> circular indices (no remainder by a symbolic length)
+        return torch.where(offsets < 0, offsets + length, offsets)
     return kernel.new_zeros(shape).index_copy(
-        dim, offsets % new_len, kernel.index_select(dim, offsets % old_len))
+        dim, wrap(new_len), kernel.index_select(dim, wrap(old_len)))
 
 
 def resize_filter_spatial(weight: torch.Tensor, size: Sequence[int],

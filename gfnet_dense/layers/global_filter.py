@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops.dft import irfft2
 from .eval_cache import EvalCacheMixin
 from .filter_resize import check_resize_mode, resize_filter
 
@@ -46,7 +47,7 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
         contiguous ``(C, H, W//2+1)`` with ``channels_first`` (memoised in eval).
         Resized in float32, also under autocast."""
         weight = self.complex_weight.float()
-        if tuple(size) == self.grid_size:
+        if not ops.config.exporting_onnx() and tuple(size) == self.grid_size:
             resized = weight.permute(2, 0, 1, 3).contiguous() if channels_first else weight
         else:
             with torch.autocast(device_type=weight.device.type, enabled=False):
@@ -65,7 +66,7 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             spectrum = torch.fft.rfft2(x.float(), dim=(1, 2), norm='ortho')
             spectrum = spectrum * self.filter_for(size)
-            out = torch.fft.irfft2(spectrum, s=size, dim=(1, 2), norm='ortho')
+            out = irfft2(spectrum, size, dim=(1, 2), norm='ortho')
         return out.to(x.dtype)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.config import exporting_onnx
 from .filter_resize import interpolate_grid
 
 
@@ -38,7 +39,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         pad_h, pad_w = -x.shape[2] % p, -x.shape[3] % p
-        if pad_h or pad_w:
+        if exporting_onnx() or pad_h or pad_w:  # exported: no branch on a symbolic size
             x = F.pad(x, (0, pad_w, 0, pad_h))
         # a channels-last input makes the conv write channels-last, so the
         # channels-last token grid below is contiguous without a copy
@@ -49,7 +50,7 @@ class PatchEmbed(nn.Module):
 def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Sequence[int],
                      dst_grid: Sequence[int]) -> torch.Tensor:
     """Bicubic resize of a ``(1, h*w, C)`` position embedding to ``(1, H*W, C)``."""
-    if tuple(src_grid) == tuple(dst_grid):
+    if not exporting_onnx() and tuple(src_grid) == tuple(dst_grid):
         return pos_embed
     grid = pos_embed.float().reshape(src_grid[0], src_grid[1], -1)
     out = interpolate_grid(grid, dst_grid, 'bicubic', align_corners=False)

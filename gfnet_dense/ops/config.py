@@ -37,7 +37,7 @@ FFT_GROUP_ALIGN = 16
 TRANSPOSE_TILE = 1 << 19
 
 _state = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0',
-          'device_type': None}
+          'device_type': None, 'onnx_export': False}
 
 
 # ----------------------------------------------------------------- the switch
@@ -60,6 +60,24 @@ def fast_path(enabled: bool) -> Iterator[None]:
         yield
     finally:
         set_fast_path(previous)
+
+
+def exporting_onnx() -> bool:
+    """Whether a model is being exported to ONNX (``onnx_export``)."""
+    return _state['onnx_export']
+
+
+@contextlib.contextmanager
+def onnx_export() -> Iterator[None]:
+    """Inside: the plain formulation (the fast path's autograd Functions and oneDNN
+    calls do not export) with the inverse FFTs in the form ONNX Runtime runs at
+    any size (``ops.dft``)."""
+    previous = dict(_state)
+    _state.update(fast_path=False, onnx_export=True)
+    try:
+        yield
+    finally:
+        _state.update(fast_path=previous['fast_path'], onnx_export=previous['onnx_export'])
 
 
 @contextlib.contextmanager
