@@ -1,0 +1,113 @@
+"""ONNX export (tools/export_onnx.py, gfnet_dense.deploy): ONNX Runtime equals PyTorch.
+
+Tiny variants of GFNet-H (every ``filter_resize`` mode), isotropic GFNet and
+AFFNet, and a UperNet and a RetinaNet config with a one-block-per-stage GFNet-H,
+exported with fixed and with symbolic batch / H / W and run at several sizes:
+non-square ones and ones that are no multiple of the patch or of 32.
+"""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+from gfnet_dense import GFNet, GFNetH
+from helpers import ROOT, run_tool
+
+pytest.importorskip('onnxruntime', reason='the deploy extra: pip install -e .[deploy]')
+from gfnet_dense.deploy import export_onnx, max_abs_diff, onnx_session  # noqa: E402
+
+pytestmark = pytest.mark.slow
+TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1])
+SIZES = [(64, 64), (70, 90), (33, 47), (96, 40)]
+TOLERANCE = 1e-4  # measured <= 2e-6 on these outputs (magnitudes ~1-10)
+
+
+def _tool_module():
+    spec = importlib.util.spec_from_file_location('export_onnx',
+                                                  osp.join(ROOT, 'tools', 'export_onnx.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(model, path, sizes, dynamic=True, example_size=(64, 64)):
+    torch.manual_seed(0)
+    example = torch.randn(2 if dynamic else 1, 3, *example_size)
+    export_onnx(model, example, str(path), dynamic=dynamic)
+    session = onnx_session(str(path))
+    diffs = {size: max_abs_diff(session, model, torch.randn(1, 3, *size)) for size in sizes}
+    assert all(d <= TOLERANCE for d in diffs.values()), diffs
+    return diffs
+
+
+@pytest.mark.parametrize('resize', ['bicubic', 'bilinear', 'spatial'])
+def test_gfnet_h_dynamic_every_filter_resize_mode(resize, tmp_path):
+    """Filters and pos_embed resized inside the graph, from the stored 16x16 grid."""
+    torch.manual_seed(0)
+    model = GFNetH(arch=TINY_H, pretrain_img_size=64, filter_resize=resize).eval()
+    _check(model, tmp_path / 'gfnet_h.onnx', SIZES)
+
+
+def test_batch_is_symbolic_too(tmp_path):
+    model = GFNetH(arch=TINY_H, pretrain_img_size=64).eval()
+    _check(model, tmp_path / 'gfnet_h.onnx', [(64, 64)])
+    session = onnx_session(str(tmp_path / 'gfnet_h.onnx'))
+    assert max_abs_diff(session, model, torch.randn(3, 3, 50, 70)) <= TOLERANCE
+
+
+def test_isotropic_gfnet_fixed_size(tmp_path):
+    torch.manual_seed(0)
+    model = GFNet(arch=dict(embed_dim=16, depth=2), pretrain_img_size=64,
+                  out_indices=(1,)).eval()
+    _check(model, tmp_path / 'gfnet.onnx', [(64, 64)], dynamic=False)
+
+
+def test_timm_affnet_with_checkpoint_through_the_tool(tmp_path):
+    """A classifier by timm name, its weights from a checkpoint, dynamic, verified
+    by the tool at three sizes (exit status 0)."""
+    import timm
+    import gfnet_dense.models  # noqa: F401
+    torch.manual_seed(0)
+    model = timm.create_model('affnet_et', num_classes=1000)
+    ckpt = str(tmp_path / 'affnet_et.pth')
+    torch.save({'model': model.state_dict()}, ckpt)
+    out = str(tmp_path / 'affnet_et.onnx')
+    proc = run_tool('export_onnx.py', 'affnet_et', '--checkpoint', ckpt, '--out', out,
+                    '--shape', '64', '80', '--dynamic', '--verify', '--tolerance', '1e-4')
+    assert proc.stdout.count('within tolerance') == 3, proc.stdout
+    session = onnx_session(out)
+    assert max_abs_diff(session, model.eval(), torch.rand(1, 3, 45, 77) * 255) <= 1e-4
+
+
+def test_tool_refuses_an_unknown_model_and_a_small_opset(tmp_path):
+    proc = run_tool('export_onnx.py', 'no_such_model', '--out', str(tmp_path / 'x.onnx'),
+                    check=False)
+    assert proc.returncode != 0 and 'neither a config file nor a timm model name' in proc.stderr
+    proc = run_tool('export_onnx.py', 'affnet_et', '--out', str(tmp_path / 'x.onnx'),
+                    '--opset', '17', '--shape', '32', '32', check=False)
+    assert proc.returncode != 0 and 'DFT operator of opset 20' in proc.stderr
+
+
+@pytest.mark.parametrize('config,dynamic', [('upernet_gfnet_h_ti_ade20k.py', True),
+                                            ('retinanet_gfnet_h_ti_fpn_1x_coco.py', False)])
+def test_mm_configs(config, dynamic, tmp_path):
+    """A segmentor (logits at the input size, normalisation inside) and a detector
+    (features and raw head outputs), one block per stage."""
+    tool = _tool_module()
+    options = {'model.backbone.arch': dict(_delete_=True, embed_dims=[64, 128, 256, 512],
+                                           depths=[1, 1, 1, 1])}
+    model = tool.build_from_config(osp.join(ROOT, 'configs', config), cfg_options=options)
+    sizes = [(64, 96), (70, 90), (96, 64)] if dynamic else [(64, 96)]
+    torch.manual_seed(0)
+    example = torch.rand(2 if dynamic else 1, 3, 64, 96) * 255
+    path = str(tmp_path / 'model.onnx')
+    export_onnx(model, example, path, dynamic=dynamic)
+    session = onnx_session(path)
+    for size in sizes:
+        image = torch.rand(1, 3, *size) * 255
+        assert max_abs_diff(session, model, image) <= 1e-3, size
+    if dynamic:  # segmentation logits at the input size
+        outputs = session.run(None, {session.get_inputs()[0].name:
+                                     (torch.rand(1, 3, 70, 90) * 255).numpy()})
+        assert outputs[0].shape == (1, 150, 70, 90)

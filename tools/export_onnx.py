@@ -1,0 +1,135 @@
+"""Export a model to ONNX, check it in ONNX Runtime against PyTorch, time both.
+
+    python tools/export_onnx.py CONFIG_OR_TIMM_NAME [--checkpoint FILE] --out FILE
+        [--shape H W] [--dynamic] [--opset N] [--verify] [--benchmark] [--tolerance T]
+
+- an MMSeg config: the segmentor in whole-image test mode, RGB float 0-255 NCHW
+  in (mean / std inside the graph), per-pixel class logits at the input size out;
+- an MMDet config: backbone + neck features and the dense head's raw outputs
+  (class scores, box deltas per level) before box decoding and NMS;
+- a timm name (``gfnet_h_s``, ``affnet_s``, ...): the classifier's logits
+  (normalise the input as its ``pretrained_cfg`` says).
+
+``--shape`` is the export and verification size (default 512 512); ``--dynamic``
+makes batch, H and W symbolic (one file for every size; verified at the export
+size, a non-square size and a size that is no multiple of 32). ``--verify`` exits
+non-zero when the largest absolute difference exceeds ``--tolerance``.
+``--benchmark`` times ONNX Runtime and PyTorch eager (its fast path) on the same
+threads (``--threads``, default all). Needs ``pip install -e .[deploy]``.
+"""
+import argparse
+import importlib
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,  # noqa: E402
+                                latency_ms, max_abs_diff, onnx_session, run_onnx)
+from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET  # noqa: E402
+
+
+def build_from_config(path: str, checkpoint: str = None,
+                      cfg_options: dict = None) -> torch.nn.Module:
+    """The wrapped MMSeg segmentor or MMDet detector of a config (``cfg_options``
+    merged in), weights from ``checkpoint``."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    importlib.import_module('gfnet_dense')  # registers the backbones
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in ('mmseg', 'mmdet'):
+        raise ValueError(f'{path}: default_scope is {scope!r}; export takes MMSeg or MMDet '
+                         'configs (or a timm model name)')
+    init_default_scope(scope)
+    cfg.model.backbone.init_cfg = None  # weights come from --checkpoint
+    if cfg.model.get('pretrained'):
+        cfg.model.pretrained = None
+    model = MODELS.build(cfg.model)
+    if checkpoint:
+        from gfnet_dense.mm.model_checks import load_checked
+        load_checked(model, checkpoint)
+    else:
+        print('no --checkpoint: exporting randomly initialised weights')
+    model.eval()
+    return (SegmentorForExport if scope == 'mmseg' else DetectorForExport)(model).eval()
+
+
+def build_timm(name: str, checkpoint: str = None) -> torch.nn.Module:
+    import timm
+    importlib.import_module('gfnet_dense.models')  # registers gfnet_*, gfnet_h_*, affnet_*
+    if name not in timm.list_models():
+        raise ValueError(f'{name!r} is neither a config file nor a timm model name')
+    if checkpoint:
+        return timm.create_model(name, pretrained=True,
+                                 pretrained_cfg_overlay=dict(file=checkpoint)).eval()
+    print('no --checkpoint: exporting randomly initialised weights')
+    return timm.create_model(name).eval()
+
+
+def verification_sizes(shape, dynamic: bool):
+    h, w = shape
+    return [(h, w)] + ([(h * 3 // 4, w), (h + 13, w - 7)] if dynamic else [])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('model', help='MMSeg / MMDet config file, or a timm model name')
+    parser.add_argument('--checkpoint')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config settings, as tools/train.py')
+    parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--shape', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
+    parser.add_argument('--dynamic', action='store_true', help='symbolic batch, H and W')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
+    parser.add_argument('--verify', action='store_true')
+    parser.add_argument('--tolerance', type=float, default=1e-3,
+                        help='largest absolute difference --verify accepts (default 1e-3)')
+    parser.add_argument('--benchmark', action='store_true')
+    parser.add_argument('--threads', type=int, default=0, help='0: all cores')
+    args = parser.parse_args(argv)
+    if min(args.shape) < 2:
+        parser.error(f'--shape {args.shape}: H and W must be at least 2')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model = (build_from_config(args.model, args.checkpoint, args.cfg_options)
+                 if osp.isfile(args.model)
+                 else build_timm(args.model, args.checkpoint))
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        sys.exit(f'error: {err}')
+    torch.manual_seed(0)
+    example = torch.rand(2 if args.dynamic else 1, 3, *args.shape) * 255
+    try:
+        export_onnx(model, example, args.out, args.dynamic, args.opset)
+    except ValueError as err:
+        sys.exit(f'error: {err}')
+    print(f'wrote {args.out} ({"dynamic batch, H, W" if args.dynamic else tuple(example.shape)})')
+    session = onnx_session(args.out, args.threads)
+    status = 0
+    if args.verify:
+        for size in verification_sizes(args.shape, args.dynamic):
+            image = torch.rand(1, 3, *size) * 255
+            diff = max_abs_diff(session, model, image)
+            ok = diff <= args.tolerance
+            status |= not ok
+            print(f'verify {size[0]}x{size[1]}: largest absolute difference {diff:.3g} '
+                  f'({"within" if ok else "ABOVE"} tolerance {args.tolerance:g})')
+    if args.benchmark:
+        image = torch.rand(1, 3, *args.shape) * 255
+        with torch.no_grad():
+            eager = latency_ms(lambda: model(image))
+        runtime = latency_ms(lambda: run_onnx(session, image))
+        print(f'benchmark {args.shape[0]}x{args.shape[1]}, {torch.get_num_threads()} threads: '
+              f'ONNX Runtime {runtime:.1f} ms, PyTorch eager {eager:.1f} ms '
+              f'(ratio {runtime / eager:.2f})')
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
