@@ -5,6 +5,7 @@ AFFNet, and a UperNet and a RetinaNet config with a one-block-per-stage GFNet-H,
 exported with fixed and with symbolic batch / H / W and run at several sizes:
 non-square ones and ones that are no multiple of the patch or of 32.
 """
+import importlib
 import importlib.util
 import os.path as osp
 
@@ -67,7 +68,7 @@ def test_timm_affnet_with_checkpoint_through_the_tool(tmp_path):
     """A classifier by timm name, its weights from a checkpoint, dynamic, verified
     by the tool at three sizes (exit status 0)."""
     import timm
-    import gfnet_dense.models  # noqa: F401
+    importlib.import_module('gfnet_dense.models')  # registers affnet_*
     torch.manual_seed(0)
     model = timm.create_model('affnet_et', num_classes=1000)
     ckpt = str(tmp_path / 'affnet_et.pth')
