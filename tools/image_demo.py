@@ -4,6 +4,12 @@ Segmentation configs give a colour overlay of the predicted classes; detection
 configs draw boxes and masks. The config's default_scope decides.
 
     python tools/image_demo.py IMAGE CONFIG CHECKPOINT --out result.png [--device cpu]
+    python tools/image_demo.py IMAGE CONFIG [CHECKPOINT] --onnx model.onnx --out result.png
+
+``--onnx`` runs a segmentor exported by ``tools/export_onnx.py`` in ONNX Runtime
+instead of PyTorch: the config's test pipeline resizes the image, the logits are
+resized back and drawn as the PyTorch path draws them (class names from the
+checkpoint when given, else from the config).
 
 The checkpoint must fit the config's model exactly (every missing, unexpected or
 misshapen weight is listed otherwise). Class names and colours come from the
@@ -78,6 +84,45 @@ def draw_segmentation(image, cfg, checkpoint, out, device, opacity):
     return result
 
 
+def onnx_segmentation(image, cfg, onnx_file):
+    """The test pipeline's resize, the ONNX file's logits (RGB 0-255 in), resized back
+    to the image and arg-maxed as MMSeg's whole-image inference does."""
+    import torch
+    import torch.nn.functional as F
+    from mmengine.dataset import Compose
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    from mmseg.utils import register_all_modules
+    from gfnet_dense.deploy import onnx_session, run_onnx
+    register_all_modules()
+    steps = [dict(type='LoadImageFromNDArray')] + [
+        t for t in cfg.test_pipeline if t['type'] not in ('LoadImageFromFile', 'LoadAnnotations')]
+    inputs = Compose(steps)(dict(img=image))['inputs']  # uint8 CHW, BGR as loaded
+    rgb = inputs[[2, 1, 0]].float()[None]
+    logits = run_onnx(onnx_session(onnx_file), rgb)[0]
+    logits = F.interpolate(logits, size=image.shape[:2], mode='bilinear',
+                           align_corners=cfg.model.decode_head.get('align_corners', False))
+    result = SegDataSample()
+    result.pred_sem_seg = PixelData(data=logits.argmax(1).to(torch.int64))
+    return result
+
+
+def draw_onnx_segmentation(image, cfg, checkpoint, onnx_file, out, opacity):
+    from mmseg.visualization import SegLocalVisualizer
+    from gfnet_dense.checkpoint import read_checkpoint
+    result = onnx_segmentation(image, cfg, onnx_file)
+    meta = dataset_meta(cfg, read_checkpoint(checkpoint) if checkpoint else {})
+    classes = meta.setdefault('classes', [str(i) for i in range(cfg.model.decode_head.num_classes)])
+    if len(meta.get('palette') or ()) < len(classes):
+        meta['palette'] = np.random.RandomState(42).randint(0, 256, (len(classes), 3)).tolist()
+    visualizer = SegLocalVisualizer(vis_backends=[dict(type='LocalVisBackend')],
+                                    save_dir=osp.dirname(out) or '.', alpha=opacity)
+    visualizer.dataset_meta = meta
+    visualizer.add_datasample('result', image[..., ::-1], result, draw_gt=False, show=False,
+                              out_file=out, with_labels=False)
+    return result
+
+
 def draw_detection(image, cfg, checkpoint, out, device, score_thr):
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
@@ -95,7 +140,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('image')
     parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    parser.add_argument('checkpoint', nargs='?', help='optional with --onnx (class names)')
+    parser.add_argument('--onnx', help='a segmentor exported by tools/export_onnx.py: run it '
+                        'in ONNX Runtime')
     parser.add_argument('--out', default='result.png',
                         help=f'image file to write ({", ".join(IMAGE_EXTENSIONS)})')
     parser.add_argument('--device', default='cpu')
@@ -105,14 +152,21 @@ def main(argv=None):
     if osp.splitext(args.out)[1].lower() not in IMAGE_EXTENSIONS:
         parser.error(f'--out {args.out!r} is not an image file name: it must end in '
                      f'{", ".join(IMAGE_EXTENSIONS)}')
-    for path in (args.image, args.config, args.checkpoint):
-        if not osp.isfile(path):
+    if not (args.checkpoint or args.onnx):
+        parser.error('give a CHECKPOINT, or --onnx with an exported model')
+    for path in (args.image, args.config, args.checkpoint, args.onnx):
+        if path and not osp.isfile(path):
             raise FileNotFoundError(f'{path!r} does not exist')
     cfg = Config.fromfile(args.config)
     check_model_widths(cfg)
     image = read_bgr(args.image)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    if cfg.get('default_scope') == 'mmdet':
+    if args.onnx:
+        if cfg.get('default_scope') == 'mmdet':
+            parser.error('--onnx draws segmentation only: an exported detector gives raw head '
+                         'outputs, without box decoding and NMS')
+        draw_onnx_segmentation(image, cfg, args.checkpoint, args.onnx, args.out, args.opacity)
+    elif cfg.get('default_scope') == 'mmdet':
         draw_detection(image, cfg, args.checkpoint, args.out, args.device, args.score_thr)
     else:
         draw_segmentation(image, cfg, args.checkpoint, args.out, args.device, args.opacity)

@@ -35,12 +35,32 @@ class AdaptiveAvgPool2dForExport(nn.Module):
         return torch.matmul(torch.matmul(rows, x), cols.t())
 
 
-def _swap_adaptive_pools(model: nn.Module) -> None:
+class ScaleUpsampleForExport(nn.Module):
+    """MMSeg's ``Upsample`` by a scale factor, as ``F.interpolate(scale_factor=...)``:
+    MMSeg's computes ``int(t * factor)``, which fixes the output size at the export
+    size (silently: the graph then runs only there)."""
+
+    def __init__(self, scale_factor: float, mode: str, align_corners):
+        super().__init__()
+        self.scale_factor, self.mode, self.align_corners = scale_factor, mode, align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode,
+                             align_corners=self.align_corners)
+
+
+def _export_friendly(model: nn.Module) -> None:
+    """Swap in place the modules whose export is wrong at sizes other than the
+    export size (values equal in eager)."""
     for name, child in model.named_children():
         if isinstance(child, nn.AdaptiveAvgPool2d):
             setattr(model, name, AdaptiveAvgPool2dForExport(child.output_size))
+        elif (type(child).__name__ == 'Upsample' and type(child).__module__.startswith('mmseg')
+              and not child.size and child.scale_factor):
+            setattr(model, name, ScaleUpsampleForExport(child.scale_factor, child.mode,
+                                                        child.align_corners))
         else:
-            _swap_adaptive_pools(child)
+            _export_friendly(child)
 
 
 class _Normalise(nn.Module):
@@ -70,7 +90,7 @@ class SegmentorForExport(_Normalise):
         if not hasattr(segmentor, 'decode_head') or not hasattr(segmentor, 'extract_feat'):
             raise TypeError(f'{type(segmentor).__name__} is not an MMSeg EncoderDecoder '
                             '(no decode_head / extract_feat); cascade segmentors are not supported')
-        _swap_adaptive_pools(segmentor)
+        _export_friendly(segmentor)
         self.segmentor = segmentor
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -94,7 +114,7 @@ class DetectorForExport(_Normalise):
         if head is None or not hasattr(detector, 'extract_feat'):
             raise TypeError(f'{type(detector).__name__} has no dense head (bbox_head or rpn_head) '
                             'to export')
-        _swap_adaptive_pools(detector)
+        _export_friendly(detector)
         self.detector, self.head = detector, head
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:

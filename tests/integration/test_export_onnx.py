@@ -112,3 +112,43 @@ def test_mm_configs(config, dynamic, tmp_path):
         outputs = session.run(None, {session.get_inputs()[0].name:
                                      (torch.rand(1, 3, 70, 90) * 255).numpy()})
         assert outputs[0].shape == (1, 150, 70, 90)
+
+
+def test_image_demo_onnx_draws_what_pytorch_draws(tmp_path):
+    """tools/image_demo.py --onnx on a real slice: the same labels as the PyTorch
+    path of the same config and weights, and an overlay image written."""
+    import numpy as np
+    from mmengine.config import Config
+    config = tmp_path / 'tiny_demo.py'
+    config.write_text(
+        f"_base_ = '{osp.join(ROOT, 'configs/demo/fpn_gfnet_h_ti_brain_lobes_demo.py')}'\n"
+        "data_root = '" + osp.join(ROOT, 'data/brain_lobes_demo') + "'\n"
+        "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=[64, 128, 256, 512],"
+        " depths=[1, 1, 1, 1])))\n"
+        "val_dataloader = dict(dataset=dict(data_root=data_root))\n"
+        "test_dataloader = val_dataloader\n")
+    tool = _tool_module()
+    torch.manual_seed(0)
+    wrapped = tool.build_from_config(str(config))
+    checkpoint = str(tmp_path / 'tiny.pth')
+    torch.save({'state_dict': wrapped.segmentor.state_dict(), 'meta': {}}, checkpoint)
+    onnx_file = str(tmp_path / 'tiny.onnx')
+    export_onnx(wrapped, torch.rand(2, 3, 96, 80) * 255, onnx_file, dynamic=True)
+
+    spec = importlib.util.spec_from_file_location('image_demo',
+                                                  osp.join(ROOT, 'tools', 'image_demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    image = demo.read_bgr(osp.join(ROOT, 'data/brain_lobes_demo/img_dir/val/z030.png'))
+    cfg = Config.fromfile(str(config))
+    torch_out, onnx_out = str(tmp_path / 'torch.png'), str(tmp_path / 'onnx.png')
+    expected = demo.draw_segmentation(image, cfg, checkpoint, torch_out, 'cpu', 0.5)
+    got = demo.draw_onnx_segmentation(image, cfg, None, onnx_file, onnx_out, 0.5)
+    labels = [r.pred_sem_seg.data.squeeze().numpy() for r in (expected, got)]
+    assert labels[0].shape == labels[1].shape == image.shape[:2]
+    assert (labels[0] == labels[1]).mean() >= 0.999
+    assert osp.getsize(onnx_out) > 0 and osp.getsize(torch_out) > 0
+    proc = run_tool('image_demo.py', osp.join(ROOT, 'data/brain_lobes_demo/img_dir/val/z030.png'),
+                    str(config), '--onnx', onnx_file, '--out', str(tmp_path / 'cli.png'))
+    assert 'wrote' in proc.stdout and np.array_equal(
+        demo.read_bgr(str(tmp_path / 'cli.png')), demo.read_bgr(onnx_out))
