@@ -11,7 +11,7 @@ before counting, so it is excluded.
 import math
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .ops._torch_private import LINEAR_POINTWISE
 
@@ -46,8 +46,15 @@ def _linear(input_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * math.prod(input_shape) * out_shape[-1]
 
 
+def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """torch counts its GPU attention kernels but not the CPU one (timm's fused
+    attention, e.g. MobileViT's): the same two matrix products."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
 EXTRA_FORMULAS = {aten._fft_r2c: _r2c, aten._fft_c2r: _c2r,
-                  aten._fft_c2c: _c2c, aten.native_layer_norm: _layer_norm}
+                  aten._fft_c2c: _c2c, aten.native_layer_norm: _layer_norm,
+                  aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention}
 if LINEAR_POINTWISE is not None:
     # oneDNN linear with a fused epilogue (GFBlock's inference MLP on CPU); every
     # overload takes the input first, and the output's last dim is the layer's width

@@ -144,22 +144,6 @@ def timed(fn, device, warmup: int, repeats: int):
     return times
 
 
-def flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """``count_flops``, with timm's fused attention (``F.scaled_dot_product_attention``,
-    MobileViT-S's) on its explicit path while counting: torch's FlopCounterMode has no
-    formula for the CPU kernel (``aten._scaled_dot_product_flash_attention_for_cpu``) and
-    would count that attention as nothing. The explicit path is the same two matrix
-    products (counted as torch counts the GPU kernels); the timings use the fused path."""
-    fused = [m for m in model.modules() if getattr(m, 'fused_attn', False) is True]
-    for module in fused:
-        module.fused_attn = False
-    try:
-        return count_flops(model, x)
-    finally:
-        for module in fused:
-            module.fused_attn = True
-
-
 def measure(name, size, args, device):
     torch.manual_seed(0)
     model = build(name).to(device)
@@ -168,7 +152,7 @@ def measure(name, size, args, device):
         (lambda: torch.autocast(device.type, enabled=False))
     row = dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-               gflops=flops(model, x) / 1e9)
+               gflops=count_flops(model, x) / 1e9)
 
     def forward():
         with torch.no_grad(), autocast():
