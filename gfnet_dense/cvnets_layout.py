@@ -23,7 +23,6 @@ import torch
 
 _CONV_NORM = ('conv', 'norm')  # cvnets ConvLayer children <-> our ConvBNAct indices 0, 1
 _MV2_WITH_EXPANSION = ('exp_1x1', 'conv_3x3', 'red_1x1')
-_SEG_HEAD = 'seg_head.'
 _ENCODER = 'encoder.'
 
 State = Dict[str, torch.Tensor]

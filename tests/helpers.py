@@ -1,5 +1,6 @@
 """Running the project's tools in fresh processes, as users do."""
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -8,6 +9,15 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, 'configs/demo/upernet_gfnet_h_ti_ade20k_demo.py')
+
+
+def load_tool(name):
+    """``tools/<name>.py`` imported as a module (its functions, without a subprocess)."""
+    path = osp.join(ROOT, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(*args, check=True, env=None, timeout=900):

@@ -290,8 +290,8 @@ class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
             segmentation file, converted on load.
 
     Shape: ``(N, C, H, W) -> tuple of (N, W_i, ceil(H/s_i), ceil(W/s_i))`` with
-    ``s_i = min(2 ** (i + 1), output_stride)``; the maps are channels-last in memory
-    on the fast path (``gfnet_dense.ops.config.conv_memory_format``).
+    ``s_i = min(2 ** (i + 1), output_stride)``; in inference on the fast path the maps
+    are channels-last in memory (``gfnet_dense.ops.config.conv_memory_format``).
     """
 
     _classifier_prefixes = ('head.', 'conv_1x1_exp.')

@@ -6,7 +6,7 @@ channel MLP on the spectrum, soft-shrunk, multiplies the spectrum). No weight
 depends on H x W, so any input size works without resizing.
 
 Layout (MobileViT style, NCHW throughout), equal to the public implementation
-(microsoft/TokenMixers, built on cvnets; ``gfnet_dense.models.affnet_cvnets``
+(microsoft/TokenMixers, built on cvnets; ``gfnet_dense.cvnets_layout``
 converts its checkpoints): a stride-2 stem, two MobileNetV2 stages, then three
 stages of ``down-sampling MBConv -> AFF blocks -> norm -> 1x1 projection ->
 concat with the stage input -> 1x1 fusion``. Every activation is SiLU, the

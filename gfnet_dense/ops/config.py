@@ -110,15 +110,21 @@ def conv_memory_format(x: torch.Tensor, training: bool) -> torch.memory_format:
     float32 than the NCHW kernel (a fast path never trades accuracy); in inference
     BatchNorm uses its running statistics and the GroupNorms run on NCHW planes.
     """
-    if use_fast_path() and x.dim() == 4 and not training and not torch.is_grad_enabled():
+    if x.dim() == 4 and use_fast_inference(training):
         return torch.channels_last
     return torch.contiguous_format
 
 
-def use_folded_batch_norm(training: bool) -> bool:
-    """Convolution + BatchNorm as one convolution (``ops.conv_bn``): inference (eval
-    mode, no autograd) on the fast path, where BatchNorm's statistics are fixed."""
+def use_fast_inference(training: bool) -> bool:
+    """Whether a module (``training``: its mode) runs an inference fast path: the
+    fast path on, eval mode, no autograd."""
     return use_fast_path() and not training and not torch.is_grad_enabled()
+
+
+def use_folded_batch_norm(training: bool) -> bool:
+    """Convolution + BatchNorm as one convolution (``ops.conv_bn``): inference on the
+    fast path, where BatchNorm's statistics are fixed."""
+    return use_fast_inference(training)
 
 
 def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optional[int]:

@@ -6,14 +6,13 @@ exported with fixed and with symbolic batch / H / W and run at several sizes:
 non-square ones and ones that are no multiple of the patch or of 32.
 """
 import importlib
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
 from gfnet_dense import GFNet, GFNetH
-from helpers import ROOT, run_tool
+from helpers import ROOT, load_tool, run_tool
 
 pytest.importorskip('onnxruntime', reason='the deploy extra: pip install -e .[deploy]')
 from gfnet_dense.deploy import export_onnx, max_abs_diff, onnx_session  # noqa: E402
@@ -22,14 +21,6 @@ pytestmark = pytest.mark.slow
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1])
 SIZES = [(64, 64), (70, 90), (33, 47), (96, 40)]
 TOLERANCE = 1e-4  # measured <= 2e-6 on these outputs (magnitudes ~1-10)
-
-
-def _tool_module():
-    spec = importlib.util.spec_from_file_location('export_onnx',
-                                                  osp.join(ROOT, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _check(model, path, sizes, dynamic=True, example_size=(64, 64)):
@@ -95,7 +86,7 @@ def test_tool_refuses_an_unknown_model_and_a_small_opset(tmp_path):
 def test_mm_configs(config, dynamic, tmp_path):
     """A segmentor (logits at the input size, normalisation inside) and a detector
     (features and raw head outputs), one block per stage."""
-    tool = _tool_module()
+    tool = load_tool('export_onnx')
     options = {'model.backbone.arch': dict(_delete_=True, embed_dims=[64, 128, 256, 512],
                                            depths=[1, 1, 1, 1])}
     model = tool.build_from_config(osp.join(ROOT, 'configs', config), cfg_options=options)
@@ -127,7 +118,7 @@ def test_image_demo_onnx_draws_what_pytorch_draws(tmp_path):
         " depths=[1, 1, 1, 1])))\n"
         "val_dataloader = dict(dataset=dict(data_root=data_root))\n"
         "test_dataloader = val_dataloader\n")
-    tool = _tool_module()
+    tool = load_tool('export_onnx')
     torch.manual_seed(0)
     wrapped = tool.build_from_config(str(config))
     checkpoint = str(tmp_path / 'tiny.pth')
@@ -135,10 +126,7 @@ def test_image_demo_onnx_draws_what_pytorch_draws(tmp_path):
     onnx_file = str(tmp_path / 'tiny.onnx')
     export_onnx(wrapped, torch.rand(2, 3, 96, 80) * 255, onnx_file, dynamic=True)
 
-    spec = importlib.util.spec_from_file_location('image_demo',
-                                                  osp.join(ROOT, 'tools', 'image_demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_tool('image_demo')
     image = demo.read_bgr(osp.join(ROOT, 'data/brain_lobes_demo/img_dir/val/z030.png'))
     cfg = Config.fromfile(str(config))
     torch_out, onnx_out = str(tmp_path / 'torch.png'), str(tmp_path / 'onnx.png')

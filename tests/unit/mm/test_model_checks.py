@@ -1,5 +1,4 @@
 """The tools' checks: checkpoints that do not fit, model widths, AMP dtype, bad input."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,20 +15,12 @@ from gfnet_dense.demo_data import make_ade20k_demo
 from gfnet_dense.mm.model_checks import (check_checkpoint_fits, check_model_widths,
                                       checkpoint_to_check)
 from gfnet_dense.mm.runtime import check_data_paths, prepare_config
-from helpers import DEMO_CONFIG, ROOT, data_options, run_tool, write_tiny_coco
+from helpers import DEMO_CONFIG, ROOT, data_options, load_tool, run_tool, write_tiny_coco
 
 FAST = ['train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
         'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
         'train_cfg.max_iters=1', 'train_cfg.val_interval=1']
 TINY_DIMS = [8, 16, 24, 32]
-
-
-def load_tool(name):
-    path = osp.join(ROOT, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_seg_config():
