@@ -70,6 +70,35 @@ def test_filter_weights_do_not_depend_on_size_and_match_the_formula():
         torch.testing.assert_close(layer(z), z)
 
 
+def _mask_by_parts(layer, spectrum):
+    """The filter MLP written per part (real, imaginary), the paper's formula."""
+    b, c, h, w = spectrum.shape
+    grouped = spectrum.reshape(b, layer.groups, c // layer.groups, h, w)
+
+    def linear(real, imag, weight, bias):
+        def mix(t, m):
+            return torch.einsum('bgihw,gio->bgohw', t, m)
+        return (mix(real, weight[0]) - mix(imag, weight[1]) + bias[0][..., None, None],
+                mix(imag, weight[0]) + mix(real, weight[1]) + bias[1][..., None, None])
+    real, imag = linear(grouped.real, grouped.imag, layer.w1, layer.b1)
+    real, imag = linear(layer.act(real), layer.act(imag), layer.w2, layer.b2)
+    shrink = torch.nn.functional.softshrink
+    return torch.complex(shrink(real, layer.sparsity),
+                         shrink(imag, layer.sparsity)).reshape(b, c, h, w)
+
+
+def test_filter_mask_is_the_complex_mlp():
+    """One real block product per group (the layer) equals the complex MLP by parts."""
+    torch.manual_seed(0)
+    layer = AdaptiveFrequencyFilter(32, groups=4).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.3)
+    spectrum = torch.randn(2, 32, 6, 5, dtype=torch.complex128)
+    torch.testing.assert_close(layer.mask(spectrum), _mask_by_parts(layer, spectrum),
+                               rtol=0, atol=1e-12)
+
+
 def test_fft_in_float32_under_autocast():
     layer = AdaptiveFrequencyFilter(16)
     z = torch.randn(1, 16, 8, 8)
