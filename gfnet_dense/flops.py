@@ -13,7 +13,7 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from .ops._torch_private import LINEAR_POINTWISE
+from .ops._torch_private import CONV_POINTWISE, LINEAR_POINTWISE
 
 aten = torch.ops.aten
 
@@ -46,6 +46,10 @@ def _linear(input_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * math.prod(input_shape) * out_shape[-1]
 
 
+def _conv(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
+
+
 def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     """torch counts its GPU attention kernels but not the CPU one (timm's fused
     attention, e.g. MobileViT's): the same two matrix products."""
@@ -59,6 +63,10 @@ if LINEAR_POINTWISE is not None:
     # oneDNN linear with a fused epilogue (GFBlock's inference MLP on CPU); every
     # overload takes the input first, and the output's last dim is the layer's width
     EXTRA_FORMULAS[LINEAR_POINTWISE] = _linear
+if CONV_POINTWISE is not None:
+    # oneDNN convolution with a fused activation (AFFNet's inference ConvBNAct on CPU);
+    # its weight is the plain (out, in / groups, kh, kw) tensor
+    EXTRA_FORMULAS[CONV_POINTWISE] = _conv
 
 
 @torch.no_grad()

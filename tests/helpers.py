@@ -1,4 +1,4 @@
-"""Running the project's tools in fresh processes, as users do."""
+"""Running the project's tools in fresh processes, as users do; shared test helpers."""
 import glob
 import importlib.util
 import json
@@ -6,6 +6,8 @@ import os
 import os.path as osp
 import subprocess
 import sys
+
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(ROOT, 'configs/demo/upernet_gfnet_h_ti_ade20k_demo.py')
@@ -127,3 +129,18 @@ def backbone_out_channels(backbone):
     if dims is None:  # isotropic GFNet: out_indices are block indices
         return [backbone.embed_dim] * len(backbone.out_indices)
     return [dims[i] for i in backbone.out_indices]
+
+
+
+class CountOps(TorchDispatchMode):
+    """``with CountOps() as ops:`` counts the calls of each aten / mkldnn op below
+    it in ``ops.counts`` (op packet name -> calls)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))

@@ -25,8 +25,8 @@ from torch import nn
 
 from ..checkpoint import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
-from ..ops.config import conv_memory_format, use_folded_batch_norm
-from ..ops.conv_bn import conv_folded, fold_batch_norm
+from ..ops.config import conv_memory_format, use_fast_inference, use_folded_batch_norm
+from ..ops.conv_bn import conv_folded, conv_folded_silu, fold_batch_norm
 from .features import check_output_fmt, to_output_fmt
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
@@ -49,8 +49,9 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 class ConvBNAct(EvalCacheMixin, nn.Sequential):
     """Conv (``kernel // 2`` padding), BatchNorm, SiLU (none with ``act=False``).
 
-    Inference on the fast path runs the convolution with the BatchNorm folded in
-    (``gfnet_dense.ops.conv_bn``; the folded weights are kept while in eval).
+    Inference on the fast path runs the convolution with the BatchNorm folded in,
+    and the SiLU fused or in place (``gfnet_dense.ops.conv_bn``; the folded
+    weights are kept while in eval).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1,
@@ -67,6 +68,8 @@ class ConvBNAct(EvalCacheMixin, nn.Sequential):
             return act(norm(conv(x)))
         weight, bias = self.memoize(('folded',), lambda: fold_batch_norm(conv, norm), params=(
             conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var))
+        if isinstance(act, nn.SiLU):
+            return conv_folded_silu(x, conv, weight, bias)
         return act(conv_folded(x, conv, weight, bias))
 
 
@@ -84,7 +87,11 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x) if self.residual else self.block(x)
+        if not self.residual:
+            return self.block(x)
+        if use_fast_inference(self.training):  # the block's output is a fresh tensor
+            return self.block(x).add_(x)
+        return x + self.block(x)
 
 
 class LayerNorm2d(nn.GroupNorm):

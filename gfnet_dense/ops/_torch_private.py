@@ -1,14 +1,16 @@
 """The private torch APIs the kernels use, all in this module.
 
 oneDNN's fused linear layers (``torch.ops.mkldnn._linear_pointwise``, what
-torch.compile's CPU backend emits for ``nn.Linear``) and their weight
-prepacking (``_reorder_linear_weight``) are not public API. They are used only
+torch.compile's CPU backend emits for ``nn.Linear``), their weight
+prepacking (``_reorder_linear_weight``) and the fused convolution
+(``_convolution_pointwise``, what it emits for a convolution and its
+activation) are not public API. They are used only
 where this torch has them with the signatures written against (checked by
 version and by schema); everywhere else ``ONEDNN_LINEAR_AVAILABLE`` is false and
 the callers take their public-API path.
 """
 import re
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -19,6 +21,10 @@ _SCHEMAS = {  # op overload -> argument names its call below relies on
     ('_linear_pointwise', 'default'): ('X', 'W', 'B', 'attr', 'scalars', 'algorithm'),
     ('_linear_pointwise', 'binary'): ('X', 'other', 'W', 'B', 'attr'),
     ('_reorder_linear_weight', 'default'): ('self', 'batch_size'),
+}
+_CONV_SCHEMAS = {
+    ('_convolution_pointwise', 'default'): ('X', 'W', 'B', 'padding', 'stride', 'dilation',
+                                            'groups', 'attr', 'scalars', 'algorithm'),
 }
 
 
@@ -33,20 +39,25 @@ def _has_schema(op_name: str, overload: str, arguments: Tuple[str, ...]) -> bool
     return op is not None and tuple(a.name for a in op._schema.arguments) == arguments
 
 
-def _onednn_linear_available() -> bool:
+def _onednn_available(schemas: dict) -> bool:
     try:
         return (_torch_version() >= MIN_TORCH_VERSION and torch.backends.mkldnn.is_available()
                 and all(_has_schema(op, overload, args)
-                        for (op, overload), args in _SCHEMAS.items()))
+                        for (op, overload), args in schemas.items()))
     except (AttributeError, RuntimeError):  # a build without the mkldnn op namespace
         return False
 
 
 #: oneDNN's fused linear layers can be called (CPU builds with oneDNN)
-ONEDNN_LINEAR_AVAILABLE = _onednn_linear_available()
+ONEDNN_LINEAR_AVAILABLE = _onednn_available(_SCHEMAS)
+
+#: oneDNN's fused convolution can be called (CPU builds with oneDNN)
+ONEDNN_CONV_AVAILABLE = _onednn_available(_CONV_SCHEMAS)
 
 #: the fused linear op packet, for FLOP counters (``None`` where unavailable)
 LINEAR_POINTWISE = torch.ops.mkldnn._linear_pointwise if ONEDNN_LINEAR_AVAILABLE else None
+#: the fused convolution op packet, for FLOP counters (``None`` where unavailable)
+CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise if ONEDNN_CONV_AVAILABLE else None
 
 
 def reorder_linear_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -65,3 +76,12 @@ def linear_add(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor,
                bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``x @ weight.T + bias + other`` in one oneDNN call: ``(N, in) -> (N, out)``."""
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, 'add')
+
+
+def conv2d_silu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                groups: int) -> torch.Tensor:
+    """``silu(conv2d(x, weight, bias, ...))`` in one oneDNN call (the activation
+    applied as the convolution writes its output)."""
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, list(padding), list(stride), list(dilation), groups, 'swish', [], '')

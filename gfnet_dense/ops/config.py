@@ -19,7 +19,7 @@ import torch
 
 # whether oneDNN's fused linear (private torch API) can run; a global of this
 # module, read by ``use_onednn_mlp``, so that tests can patch it here
-from ._torch_private import ONEDNN_LINEAR_AVAILABLE
+from ._torch_private import ONEDNN_CONV_AVAILABLE, ONEDNN_LINEAR_AVAILABLE
 
 #: CPU MLP: the ``4C``-wide hidden layer is computed in row chunks of about this
 #: many elements (8 MiB fp32), measured best on a 2-core CPU across the four
@@ -37,7 +37,10 @@ FFT_GROUP_ALIGN = 16
 TRANSPOSE_TILE = 1 << 19
 
 _state = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0',
-          'device_type': None, 'onnx_export': False}
+          'device_type': None, 'onnx_export': False, 'onnx_dft_form': 'matmul'}
+
+#: the forms the FFTs take in an ONNX export (``ops.dft``)
+ONNX_DFT_FORMS = ('matmul', 'dft')
 
 
 # ----------------------------------------------------------------- the switch
@@ -67,17 +70,24 @@ def exporting_onnx() -> bool:
     return _state['onnx_export']
 
 
+def onnx_dft_form() -> str:
+    """The form of the FFTs in an ONNX export: ``'matmul'`` or ``'dft'`` (``ops.dft``)."""
+    return _state['onnx_dft_form']
+
+
 @contextlib.contextmanager
-def onnx_export() -> Iterator[None]:
+def onnx_export(dft_form: str = 'matmul') -> Iterator[None]:
     """Inside: the plain formulation (the fast path's autograd Functions and oneDNN
-    calls do not export) with the inverse FFTs in the form ONNX Runtime runs at
-    any size (``ops.dft``)."""
-    previous = dict(_state)
-    _state.update(fast_path=False, onnx_export=True)
+    calls do not export), the FFTs in ``dft_form`` (``ONNX_DFT_FORMS``, see ``ops.dft``)."""
+    if dft_form not in ONNX_DFT_FORMS:
+        raise ValueError(f'ONNX DFT form must be one of {ONNX_DFT_FORMS}, got {dft_form!r}')
+    keys = ('fast_path', 'onnx_export', 'onnx_dft_form')
+    previous = {key: _state[key] for key in keys}
+    _state.update(fast_path=False, onnx_export=True, onnx_dft_form=dft_form)
     try:
         yield
     finally:
-        _state.update(fast_path=previous['fast_path'], onnx_export=previous['onnx_export'])
+        _state.update(previous)
 
 
 @contextlib.contextmanager
@@ -125,6 +135,15 @@ def use_folded_batch_norm(training: bool) -> bool:
     """Convolution + BatchNorm as one convolution (``ops.conv_bn``): inference on the
     fast path, where BatchNorm's statistics are fixed."""
     return use_fast_inference(training)
+
+
+def use_onednn_conv_silu(device_type: str, dtype: torch.dtype, autocast: bool,
+                         compiling: bool) -> bool:
+    """Inference convolution + SiLU as one oneDNN call (``ops.conv_bn``): CPU float32
+    eager outside autocast (under autocast the convolution runs in 16 bits, which
+    the direct call would not do; torch.compile fuses by itself)."""
+    return (ONEDNN_CONV_AVAILABLE and device_type == 'cpu' and dtype == torch.float32
+            and not autocast and not compiling)
 
 
 def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optional[int]:

@@ -4,12 +4,17 @@ In eval mode a BatchNorm is a per-channel affine map with fixed statistics, so
 ``bn(conv(x)) == conv'(x)`` with ``w' = w * s`` and ``b' = beta + (b - mu) * s``,
 ``s = gamma / sqrt(var + eps)`` (the products in float32): one pass over the map
 instead of two. Training keeps the two layers (batch statistics).
+``conv_folded_silu`` adds the SiLU that follows: on CPU in float32 inside the
+oneDNN convolution (no pass of its own), elsewhere in place on its output.
 """
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import config
+from ._torch_private import conv2d_silu
 
 
 def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -26,3 +31,13 @@ def conv_folded(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
     """``conv`` with the folded ``weight`` and ``bias`` (``fold_batch_norm``)."""
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def conv_folded_silu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:
+    """``silu(conv_folded(x, ...))``, for inference (its output is overwritten in place)."""
+    if config.use_onednn_conv_silu(config.decision_device(x), x.dtype,
+                                   torch.is_autocast_enabled(x.device.type),
+                                   torch.compiler.is_compiling()):
+        return conv2d_silu(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return F.silu(conv_folded(x, conv, weight, bias), inplace=True)

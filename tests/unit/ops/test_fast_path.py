@@ -4,7 +4,6 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from gfnet_dense import GFNetH
 from gfnet_dense.layers import (GlobalFilter, resize_filter, resize_filter_frequency,
@@ -13,6 +12,7 @@ from gfnet_dense.models.gfnet import GFBlock
 from gfnet_dense.ops import (config, fast_path, fft_channel_groups, force_device_type,
                              mlp_row_chunk, set_fast_path, to_channels_first, use_fast_path,
                              use_onednn_mlp, use_tiled_transpose)
+from helpers import CountOps
 
 TOL = dict(atol=2e-5, rtol=1e-4)
 
@@ -62,19 +62,6 @@ def test_block_matches_reference_in_training_and_inference(layer_scale, device_t
         torch.testing.assert_close(inferred, ref, **TOL)
 
 
-class _CountOps(TorchDispatchMode):
-    """Counts the calls of each aten / mkldnn op below it."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts = {}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func.overloadpacket)
-        self.counts[name] = self.counts.get(name, 0) + 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_cuda_decisions():
     for compiling in (False, True):
         assert fft_channel_groups((4, 768, 256, 256), 'cuda', compiling) == [(None, slice(None))]
@@ -109,7 +96,7 @@ def test_forced_device_type_changes_the_kernels(monkeypatch):
     x = torch.randn(2, 10, 9, 8)
     counts = {}
     for device_type in ('cpu', 'cuda'):
-        with force_device_type(device_type), torch.no_grad(), _CountOps() as ops:
+        with force_device_type(device_type), torch.no_grad(), CountOps() as ops:
             block(x)
         counts[device_type] = ops.counts
     assert counts['cuda'].get('aten._fft_r2c') == 1 and counts['cpu']['aten._fft_r2c'] == 16
