@@ -1,7 +1,8 @@
 """Export a model to ONNX, check it in ONNX Runtime against PyTorch, time both.
 
     python tools/export_onnx.py CONFIG_OR_TIMM_NAME [--checkpoint FILE] --out FILE
-        [--shape H W] [--dynamic] [--opset N] [--verify] [--benchmark] [--tolerance T]
+        [--shape H W] [--dynamic] [--opset N] [--dft {matmul,dft}] [--verify] [--benchmark]
+        [--tolerance T]
 
 - an MMSeg config: the segmentor in whole-image test mode, RGB float 0-255 NCHW
   in (mean / std inside the graph), per-pixel class logits at the input size out;
@@ -12,7 +13,10 @@
 
 ``--shape`` is the export and verification size (default 512 512); ``--dynamic``
 makes batch, H and W symbolic (one file for every size; verified at the export
-size, a non-square size and a size that is no multiple of 32). ``--verify`` exits
+size, a non-square size and a size that is no multiple of 32). ``--dft`` is the
+form of the FFTs: products with DFT matrices built in the graph (``matmul``, the
+default: ONNX Runtime's ``DFT`` kernel is several times slower on CPU) or ``DFT``
+nodes (``dft``). ``--verify`` exits
 non-zero when the largest absolute difference exceeds ``--tolerance``.
 ``--benchmark`` times ONNX Runtime and PyTorch eager (its fast path) on the same
 threads (``--threads``, default all). Needs ``pip install -e .[deploy]``.
@@ -30,6 +34,7 @@ from mmengine.config import DictAction  # noqa: E402
 from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,  # noqa: E402
                                 latency_ms, max_abs_diff, onnx_session, run_onnx)
 from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET  # noqa: E402
+from gfnet_dense.ops.config import ONNX_DFT_FORMS  # noqa: E402
 
 
 def build_from_config(path: str, checkpoint: str = None,
@@ -87,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument('--shape', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
     parser.add_argument('--dynamic', action='store_true', help='symbolic batch, H and W')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
+    parser.add_argument('--dft', choices=ONNX_DFT_FORMS, default='matmul',
+                        help='form of the FFTs in the graph (default matmul, see ops/dft.py)')
     parser.add_argument('--verify', action='store_true')
     parser.add_argument('--tolerance', type=float, default=1e-3,
                         help='largest absolute difference --verify accepts (default 1e-3)')
@@ -106,7 +113,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     example = torch.rand(2 if args.dynamic else 1, 3, *args.shape) * 255
     try:
-        export_onnx(model, example, args.out, args.dynamic, args.opset)
+        export_onnx(model, example, args.out, args.dynamic, args.opset, args.dft)
     except ValueError as err:
         sys.exit(f'error: {err}')
     print(f'wrote {args.out} ({"dynamic batch, H, W" if args.dynamic else tuple(example.shape)})')

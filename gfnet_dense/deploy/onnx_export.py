@@ -13,12 +13,13 @@ DEFAULT_OPSET = 20
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: bool = False,
-                opset: int = DEFAULT_OPSET) -> None:
+                opset: int = DEFAULT_OPSET, dft_form: str = 'matmul') -> None:
     """Write ``model`` (eval mode, one image batch in) to ``path`` as ONNX.
 
     ``dynamic``: symbolic batch, H and W (give an ``example`` with batch >= 2 and
-    H, W >= 2: torch.export fixes sizes of 0 and 1). Raises ``RuntimeError``
-    naming the step that failed.
+    H, W >= 2: torch.export fixes sizes of 0 and 1). ``dft_form``: the FFTs as
+    products with DFT matrices (``'matmul'``) or as ``DFT`` nodes (``'dft'``), see
+    ``gfnet_dense.ops.dft``. Raises ``RuntimeError`` naming the step that failed.
     """
     import onnx
     if opset < DEFAULT_OPSET:
@@ -32,7 +33,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
                              f'got {tuple(example.shape)}')
         dim = torch.export.Dim.DYNAMIC
         shapes = ({0: dim, 2: dim, 3: dim},)
-    with onnx_export(), torch.no_grad():
+    with onnx_export(dft_form), torch.no_grad():
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
                                     dynamic_shapes=shapes, input_names=['image'],
                                     verbose=False)

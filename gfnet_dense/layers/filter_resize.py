@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ops.config import exporting_onnx
+from ..ops.dft import irfft2, rfft2
 
 #: ``bicubic`` / ``bilinear`` interpolate the complex filter in the frequency domain
 #: (the public fine-tuning recipe); ``spatial`` keeps the pixel-space kernel exact.
@@ -157,11 +158,11 @@ def resize_filter_spatial(weight: torch.Tensor, size: Sequence[int],
     The kernel ``irfft2(filter)`` (on ``source_size``) is zero-padded (or cropped,
     when the grid shrinks) around offset 0 and transformed again.
     """
-    kernel = torch.fft.irfft2(torch.view_as_complex(weight.contiguous()),
-                              s=tuple(source_size), dim=(0, 1))
+    kernel = irfft2(torch.view_as_complex(weight.contiguous()), source_size, dim=(0, 1),
+                    norm='backward')
     kernel = _resize_circular(kernel, size[0], dim=0)
     kernel = _resize_circular(kernel, size[1], dim=1)
-    return torch.view_as_real(torch.fft.rfft2(kernel, dim=(0, 1)))
+    return torch.view_as_real(rfft2(kernel, dim=(0, 1), norm='backward'))
 
 
 def resize_filter(weight: torch.Tensor, size: Sequence[int], mode: str,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..ops.dft import irfft2
+from ..ops.dft import filter_spectrum
 from .eval_cache import EvalCacheMixin
 from .filter_resize import check_resize_mode, resize_filter
 
@@ -64,9 +64,8 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
         if ops.use_fast_path():  # the same product over channels-first planes
             return ops.global_filter(x, self.filter_for(size, channels_first=True))
         with torch.autocast(device_type=x.device.type, enabled=False):
-            spectrum = torch.fft.rfft2(x.float(), dim=(1, 2), norm='ortho')
-            spectrum = spectrum * self.filter_for(size)
-            out = irfft2(spectrum, size, dim=(1, 2), norm='ortho')
+            # irfft2(rfft2(x) * filter)
+            out = filter_spectrum(x.float(), self.filter_for(size), dim=(1, 2))
         return out.to(x.dtype)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ from gfnet_dense import GFNetH
 from gfnet_dense.layers.filter_resize import _interpolation_matrix, traced_interpolation_matrix
 from gfnet_dense.ops import fast_path
 from gfnet_dense.ops.config import exporting_onnx, onnx_export, use_fast_path
-from gfnet_dense.ops.dft import irfft2_hermitian
+from gfnet_dense.ops import dft
+from gfnet_dense.ops.dft import irfft2_hermitian, irfft2_matmul, rfft2_matmul
 
 
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (6, 5), (1, 3), (4, 1), (16, 2)])
@@ -21,6 +22,68 @@ def test_hermitian_irfft2_equals_irfft2(size):
                                    rtol=0, atol=1e-12)
 
 
+SIZES = [(8, 8), (7, 9), (6, 5), (1, 3), (4, 1), (16, 2), (33, 64)]
+
+
+def _layouts(size, gen, dtype=torch.float64):
+    """Channels-first planes and channels-last grids of ``size``, with their FFT dims."""
+    return [(torch.randn(2, 3, *size, dtype=dtype, generator=gen), (-2, -1)),
+            (torch.randn(2, *size, 3, dtype=dtype, generator=gen), (1, 2))]
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_matmul_rfft2_equals_rfft2(size):
+    """DFT matrices, odd and even sizes, both layouts (float64: the matrices are exact
+    to rounding; the float32 export is checked end to end below and in the export tests)."""
+    gen = torch.Generator().manual_seed(0)
+    for x, dim in _layouts(size, gen):
+        expected = torch.fft.rfft2(x, dim=dim, norm='ortho')
+        real, imag = rfft2_matmul(x, dim)
+        torch.testing.assert_close(torch.complex(real, imag), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('size', SIZES)
+def test_matmul_irfft2_equals_irfft2(size):
+    """Also for spectra that are not Hermitian (a filter's product): the imaginary
+    parts of bin 0 and of the Nyquist bin drop out as in torch.fft.irfft2."""
+    gen = torch.Generator().manual_seed(1)
+    for x, dim in _layouts(size, gen):
+        spectrum = torch.fft.rfft2(x, dim=dim, norm='ortho')
+        spectrum = spectrum * torch.randn(spectrum.shape, dtype=spectrum.dtype, generator=gen)
+        torch.testing.assert_close(
+            irfft2_matmul(spectrum.real, spectrum.imag, size, dim),
+            torch.fft.irfft2(spectrum, s=size, dim=dim, norm='ortho'), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('form', ['matmul', 'dft'])
+@pytest.mark.parametrize('norm', ['ortho', 'backward'])
+def test_export_forms_of_the_entry_points(form, norm):
+    """``rfft2`` / ``irfft2`` / ``filter_spectrum`` in each export form equal torch.fft."""
+    gen = torch.Generator().manual_seed(2)
+    for size in ((12, 10), (9, 7)):
+        for x, dim in _layouts(size, gen, torch.float32):
+            spectrum = torch.fft.rfft2(x, dim=dim, norm=norm)
+            filt = torch.randn(spectrum.shape[1:], dtype=spectrum.dtype, generator=gen)
+            with onnx_export(form):
+                got = (dft.rfft2(x, dim, norm), dft.irfft2(spectrum, size, dim, norm),
+                       dft.filter_spectrum(x, filt, dim))
+            expected = (spectrum, torch.fft.irfft2(spectrum, s=size, dim=dim, norm=norm),
+                        torch.fft.irfft2(torch.fft.rfft2(x, dim=dim, norm='ortho') * filt,
+                                         s=size, dim=dim, norm='ortho'))
+            for g, e in zip(got, expected):
+                torch.testing.assert_close(g, e, rtol=1e-5, atol=2e-5)
+
+
+def test_export_form_is_checked():
+    with pytest.raises(ValueError, match="'fft'"):
+        with onnx_export('fft'):
+            pass
+    assert not exporting_onnx()
+    with pytest.raises(ValueError, match='norm'):
+        with onnx_export():
+            dft.rfft2(torch.randn(4, 4), norm='forward')
+
+
 @pytest.mark.parametrize('mode', ['bicubic', 'bilinear'])
 @pytest.mark.parametrize('align_corners', [True, False])
 def test_traced_interpolation_matrix_equals_torchs(mode, align_corners):
@@ -32,9 +95,10 @@ def test_traced_interpolation_matrix_equals_torchs(mode, align_corners):
                 rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize('form', ['matmul', 'dft'])
 @pytest.mark.parametrize('resize', ['bicubic', 'bilinear', 'spatial'])
-def test_export_mode_gives_the_same_backbone_outputs(resize):
-    """Export mode: plain formulation, traced resizes, Hermitian inverse FFTs, pad
+def test_export_mode_gives_the_same_backbone_outputs(resize, form):
+    """Export mode: plain formulation, traced resizes, FFTs in each export form, pad
     always; the same maps as eager at odd and at the stored sizes."""
     torch.manual_seed(0)
     model = GFNetH(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
@@ -43,7 +107,7 @@ def test_export_mode_gives_the_same_backbone_outputs(resize):
         x = torch.randn(1, 3, *size)
         with torch.no_grad(), fast_path(False):
             eager = model(x)
-        with torch.no_grad(), onnx_export():
+        with torch.no_grad(), onnx_export(form):
             assert exporting_onnx() and not use_fast_path()
             exported = model(x)
         for a, b in zip(exported, eager):
