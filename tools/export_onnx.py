@@ -1,30 +1,35 @@
 """Export a model to ONNX, check it in ONNX Runtime against PyTorch, time both.
 
     python tools/export_onnx.py CONFIG_OR_TIMM_NAME [--checkpoint FILE] --out FILE
-        [--shape H W] [--dynamic] [--opset N] [--dft {matmul,dft}] [--verify] [--benchmark]
-        [--tolerance T]
+        [--shape H W] [--dynamic] [--opset N] [--dft {matmul,dft}] [--features]
+        [--verify [HxW ...]] [--tolerance T] [--benchmark [HxW ...]] [--threads N]
 
 - an MMSeg config: the segmentor in whole-image test mode, RGB float 0-255 NCHW
   in (mean / std inside the graph), per-pixel class logits at the input size out;
 - an MMDet config: backbone + neck features and the dense head's raw outputs
   (class scores, box deltas per level) before box decoding and NMS;
 - a timm name (``gfnet_h_s``, ``affnet_s``, ...): the classifier's logits
-  (normalise the input as its ``pretrained_cfg`` says).
+  (normalise the input as its ``pretrained_cfg`` says); with ``--features`` the
+  backbone's feature maps (``features_only=True``), as dense prediction uses it.
 
-``--shape`` is the export and verification size (default 512 512); ``--dynamic``
-makes batch, H and W symbolic (one file for every size; verified at the export
-size, a non-square size and a size that is no multiple of 32). ``--dft`` is the
-form of the FFTs: products with DFT matrices built in the graph (``matmul``, the
-default: ONNX Runtime's ``DFT`` kernel is several times slower on CPU) or ``DFT``
-nodes (``dft``). ``--verify`` exits
-non-zero when the largest absolute difference exceeds ``--tolerance``.
-``--benchmark`` times ONNX Runtime and PyTorch eager (its fast path) on the same
-threads (``--threads``, default all). Needs ``pip install -e .[deploy]``.
+``--shape`` is the export size (default 512 512); ``--dynamic`` makes batch, H and
+W symbolic (one file for every size). ``--dft`` is the form of the FFTs: products
+with DFT matrices built in the graph (``matmul``, the default: ONNX Runtime's
+``DFT`` kernel is several times slower on CPU) or ``DFT`` nodes (``dft``).
+``--verify`` runs ONNX Runtime and PyTorch on the same random images at the
+given sizes (default: the export size and, with ``--dynamic``, a non-square size
+and one that is no multiple of 32) and exits non-zero when the largest absolute
+difference exceeds ``--tolerance``. ``--benchmark`` times ONNX Runtime and PyTorch
+eager (its fast path) on the same threads (``--threads``, default all) at the
+given sizes (default: the export size), alternating the two, median of
+``--repeats``. Needs ``pip install -e .[deploy]``.
 """
 import argparse
 import importlib
 import os.path as osp
+import statistics
 import sys
+import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -32,7 +37,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,  # noqa: E402
-                                latency_ms, max_abs_diff, onnx_session, run_onnx)
+                                max_abs_diff, onnx_session, run_onnx)
 from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET  # noqa: E402
 from gfnet_dense.ops.config import ONNX_DFT_FORMS  # noqa: E402
 
@@ -65,21 +70,51 @@ def build_from_config(path: str, checkpoint: str = None,
     return (SegmentorForExport if scope == 'mmseg' else DetectorForExport)(model).eval()
 
 
-def build_timm(name: str, checkpoint: str = None) -> torch.nn.Module:
+def build_timm(name: str, checkpoint: str = None, features: bool = False) -> torch.nn.Module:
+    """The classifier ``name`` (``features``: its feature-map backbone), weights
+    from ``checkpoint``."""
     import timm
     importlib.import_module('gfnet_dense.models')  # registers gfnet_*, gfnet_h_*, affnet_*
     if name not in timm.list_models():
         raise ValueError(f'{name!r} is neither a config file nor a timm model name')
+    kwargs = dict(features_only=True) if features else {}
     if checkpoint:
-        return timm.create_model(name, pretrained=True,
+        return timm.create_model(name, pretrained=True, **kwargs,
                                  pretrained_cfg_overlay=dict(file=checkpoint)).eval()
     print('no --checkpoint: exporting randomly initialised weights')
-    return timm.create_model(name).eval()
+    return timm.create_model(name, **kwargs).eval()
 
 
 def verification_sizes(shape, dynamic: bool):
     h, w = shape
     return [(h, w)] + ([(h * 3 // 4, w), (h + 13, w - 7)] if dynamic else [])
+
+
+def parse_size(text: str):
+    """``'512x1024'`` -> ``(512, 1024)`` (H x W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r}: give sizes as HxW, e.g. 512x1024')
+    if min(h, w) < 2:
+        raise argparse.ArgumentTypeError(f'{text!r}: H and W must be at least 2')
+    return h, w
+
+
+def benchmark(session, model, size, repeats: int):
+    """Median ms of ONNX Runtime and of PyTorch eager on one random image, the two
+    run alternately (two warm-up runs each) so that both see the same machine."""
+    image = torch.rand(1, 3, *size) * 255
+    runs = {'onnx': lambda: run_onnx(session, image), 'eager': lambda: model(image)}
+    times = {key: [] for key in runs}
+    with torch.no_grad():
+        for i in range(repeats + 2):
+            for key, fn in runs.items():
+                start = time.perf_counter()
+                fn()
+                if i >= 2:
+                    times[key].append(1e3 * (time.perf_counter() - start))
+    return statistics.median(times['onnx']), statistics.median(times['eager'])
 
 
 def main(argv=None) -> int:
@@ -94,10 +129,17 @@ def main(argv=None) -> int:
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     parser.add_argument('--dft', choices=ONNX_DFT_FORMS, default='matmul',
                         help='form of the FFTs in the graph (default matmul, see ops/dft.py)')
-    parser.add_argument('--verify', action='store_true')
+    parser.add_argument('--features', action='store_true',
+                        help='timm names: export the feature-map backbone (features_only)')
+    parser.add_argument('--verify', type=parse_size, nargs='*', metavar='HxW',
+                        help='compare with PyTorch at these sizes (none given: the export '
+                             'size, and with --dynamic two more)')
     parser.add_argument('--tolerance', type=float, default=1e-3,
                         help='largest absolute difference --verify accepts (default 1e-3)')
-    parser.add_argument('--benchmark', action='store_true')
+    parser.add_argument('--benchmark', type=parse_size, nargs='*', metavar='HxW',
+                        help='time ONNX Runtime and PyTorch at these sizes (none given: '
+                             'the export size)')
+    parser.add_argument('--repeats', type=int, default=5, help='--benchmark runs per size')
     parser.add_argument('--threads', type=int, default=0, help='0: all cores')
     args = parser.parse_args(argv)
     if min(args.shape) < 2:
@@ -107,7 +149,7 @@ def main(argv=None) -> int:
     try:
         model = (build_from_config(args.model, args.checkpoint, args.cfg_options)
                  if osp.isfile(args.model)
-                 else build_timm(args.model, args.checkpoint))
+                 else build_timm(args.model, args.checkpoint, args.features))
     except (ValueError, TypeError, FileNotFoundError) as err:
         sys.exit(f'error: {err}')
     torch.manual_seed(0)
@@ -119,22 +161,28 @@ def main(argv=None) -> int:
     print(f'wrote {args.out} ({"dynamic batch, H, W" if args.dynamic else tuple(example.shape)})')
     session = onnx_session(args.out, args.threads)
     status = 0
-    if args.verify:
-        for size in verification_sizes(args.shape, args.dynamic):
+    fixed = None if args.dynamic else tuple(args.shape)
+    if args.verify is not None:
+        for size in args.verify or verification_sizes(args.shape, args.dynamic):
+            if fixed and size != fixed:
+                sys.exit(f'error: --verify {size[0]}x{size[1]}: the file was exported for '
+                         f'{fixed[0]}x{fixed[1]} only (add --dynamic)')
             image = torch.rand(1, 3, *size) * 255
-            diff = max_abs_diff(session, model, image)
+            diff, magnitude = max_abs_diff(session, model, image, with_magnitude=True)
             ok = diff <= args.tolerance
             status |= not ok
             print(f'verify {size[0]}x{size[1]}: largest absolute difference {diff:.3g} '
-                  f'({"within" if ok else "ABOVE"} tolerance {args.tolerance:g})')
-    if args.benchmark:
-        image = torch.rand(1, 3, *args.shape) * 255
-        with torch.no_grad():
-            eager = latency_ms(lambda: model(image))
-        runtime = latency_ms(lambda: run_onnx(session, image))
-        print(f'benchmark {args.shape[0]}x{args.shape[1]}, {torch.get_num_threads()} threads: '
-              f'ONNX Runtime {runtime:.1f} ms, PyTorch eager {eager:.1f} ms '
-              f'(ratio {runtime / eager:.2f})')
+                  f'({"within" if ok else "ABOVE"} tolerance {args.tolerance:g}; '
+                  f'outputs up to {magnitude:.3g})')
+    if args.benchmark is not None:
+        for size in args.benchmark or [tuple(args.shape)]:
+            if fixed and size != fixed:
+                sys.exit(f'error: --benchmark {size[0]}x{size[1]}: the file was exported for '
+                         f'{fixed[0]}x{fixed[1]} only (add --dynamic)')
+            runtime, eager = benchmark(session, model, size, args.repeats)
+            print(f'benchmark {size[0]}x{size[1]}, {torch.get_num_threads()} threads: '
+                  f'ONNX Runtime {runtime:.1f} ms, PyTorch eager {eager:.1f} ms '
+                  f'(ratio {runtime / eager:.2f})')
     return status
 
 

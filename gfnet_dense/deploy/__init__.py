@@ -7,8 +7,8 @@ symbolic batch, H and W serves every input size. ``SegmentorForExport`` and
 ``DetectorForExport`` give MMSeg / MMDet models a single image-in, tensors-out
 ``forward``.
 """
-from .onnx_export import export_onnx, latency_ms, max_abs_diff, onnx_session, run_onnx
+from .onnx_export import export_onnx, max_abs_diff, onnx_session, run_onnx
 from .wrappers import DetectorForExport, SegmentorForExport
 
-__all__ = ['DetectorForExport', 'SegmentorForExport', 'export_onnx', 'latency_ms',
-           'max_abs_diff', 'onnx_session', 'run_onnx']
+__all__ = ['DetectorForExport', 'SegmentorForExport', 'export_onnx', 'max_abs_diff',
+           'onnx_session', 'run_onnx']

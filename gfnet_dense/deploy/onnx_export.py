@@ -1,7 +1,5 @@
 """Exporting to ONNX and running the file in ONNX Runtime."""
-import statistics
-import time
-from typing import Callable, List
+from typing import List
 
 import torch
 from torch import nn
@@ -68,22 +66,15 @@ def flatten_outputs(outputs) -> List[torch.Tensor]:
     return [t for o in outputs for t in flatten_outputs(o)]
 
 
-def max_abs_diff(session, model: nn.Module, image: torch.Tensor) -> float:
-    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs."""
+def max_abs_diff(session, model: nn.Module, image: torch.Tensor, with_magnitude: bool = False):
+    """Largest absolute difference between ONNX Runtime's and PyTorch's outputs
+    (``with_magnitude``: and the largest absolute PyTorch output, as a pair)."""
     with torch.no_grad():
         expected = flatten_outputs(model(image))
     got = run_onnx(session, image)
     if len(got) != len(expected):
         raise RuntimeError(f'the ONNX file has {len(got)} outputs, the model {len(expected)}')
-    return max((g.double() - e.double()).abs().max().item() for g, e in zip(got, expected))
-
-
-def latency_ms(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    diff = max((g.double() - e.double()).abs().max().item() for g, e in zip(got, expected))
+    if not with_magnitude:
+        return diff
+    return diff, max(e.abs().max().item() for e in expected)

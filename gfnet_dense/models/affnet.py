@@ -25,8 +25,10 @@ from torch import nn
 
 from ..checkpoint import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
-from ..ops.config import conv_memory_format, use_fast_inference, use_folded_batch_norm
-from ..ops.conv_bn import conv_folded, conv_folded_silu, fold_batch_norm
+from ..ops.config import (conv_memory_format, decision_device, mbconv_strip_rows,
+                          use_fast_inference, use_folded_batch_norm)
+from ..ops.conv_bn import fold_batch_norm
+from ..ops.mbconv import FoldedConv, inverted_residual_strips
 from .features import check_output_fmt, to_output_fmt
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
@@ -66,15 +68,22 @@ class ConvBNAct(EvalCacheMixin, nn.Sequential):
         conv, norm, act = self
         if not use_folded_batch_norm(self.training):
             return act(norm(conv(x)))
+        return self.folded()(x)
+
+    def folded(self) -> FoldedConv:
+        """The convolution with the BatchNorm folded in (kept while in eval), and its SiLU."""
+        conv, norm, act = self
         weight, bias = self.memoize(('folded',), lambda: fold_batch_norm(conv, norm), params=(
             conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var))
-        if isinstance(act, nn.SiLU):
-            return conv_folded_silu(x, conv, weight, bias)
-        return act(conv_folded(x, conv, weight, bias))
+        return FoldedConv(conv, weight, bias, isinstance(act, nn.SiLU))
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 project (+ input when shapes allow)."""
+    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 project (+ input when shapes allow).
+
+    Inference on the fast path runs the folded convolutions, on CPU in strips of
+    rows where the expanded map is large (``gfnet_dense.ops.mbconv``).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: float,
                  dilation: int = 1):
@@ -87,11 +96,16 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.residual:
-            return self.block(x)
-        if use_fast_inference(self.training):  # the block's output is a fresh tensor
-            return self.block(x).add_(x)
-        return x + self.block(x)
+        if not use_fast_inference(self.training):
+            return x + self.block(x) if self.residual else self.block(x)
+        *expand, depthwise, project = (layer.folded() for layer in self.block)
+        hidden = (x.shape[0], depthwise.conv.in_channels, x.shape[2], x.shape[3])
+        rows = mbconv_strip_rows(hidden, depthwise.conv.stride[0], decision_device(x))
+        if rows is not None:  # a large expanded map: in strips of rows (ops.mbconv)
+            return inverted_residual_strips(x, expand[0] if expand else None, depthwise,
+                                            project, self.residual, rows)
+        out = self.block(x)
+        return out.add_(x) if self.residual else out  # out is a fresh tensor
 
 
 class LayerNorm2d(nn.GroupNorm):

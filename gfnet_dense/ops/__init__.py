@@ -5,7 +5,12 @@ calls it only while the fast path is on (``fast_path``, ``set_fast_path``,
 ``GFNET_FAST_PATH=0``):
 
 * ``global_filter`` (``fft_filter``): ``GlobalFilter``'s ``irfft2(rfft2(x) * filter)``;
-* ``residual_mlp`` (``mlp``): ``GFBlock``'s ``x + drop_path(gamma * mlp(norm2(y)))``.
+* ``residual_mlp`` (``mlp``): ``GFBlock``'s ``x + drop_path(gamma * mlp(norm2(y)))``;
+* ``conv_bn``: AFFNet's inference convolutions with their BatchNorm folded in and
+  their SiLU fused (oneDNN) or in place;
+* ``mbconv``: AFFNet's inference MobileNetV2 blocks in strips of rows (CPU).
+
+``dft`` holds the forms the FFTs take in an ONNX export (``config.onnx_export``).
 
 ``config`` holds the switch and every device decision; the tunable sizes are
 its constants (patch them there). Private torch APIs are confined to

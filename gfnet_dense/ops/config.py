@@ -35,6 +35,10 @@ FFT_GROUP_ELEMENTS = 1 << 18
 FFT_GROUP_ALIGN = 16
 #: CPU channels-last -> channels-first transpose: elements per tile (2 MiB fp32).
 TRANSPOSE_TILE = 1 << 19
+#: CPU inference of an inverted residual block whose expanded map has more than
+#: twice this many elements runs in strips of output rows whose expanded rows
+#: hold about this many (4 MiB fp32; ``ops.mbconv``).
+MBCONV_STRIP_ELEMENTS = 1 << 20
 
 _state = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0',
           'device_type': None, 'onnx_export': False, 'onnx_dft_form': 'matmul'}
@@ -144,6 +148,19 @@ def use_onednn_conv_silu(device_type: str, dtype: torch.dtype, autocast: bool,
     the direct call would not do; torch.compile fuses by itself)."""
     return (ONEDNN_CONV_AVAILABLE and device_type == 'cpu' and dtype == torch.float32
             and not autocast and not compiling)
+
+
+def mbconv_strip_rows(hidden_shape: Sequence[int], stride: int,
+                      device_type: str) -> Optional[int]:
+    """Output rows per strip of an inverted residual block whose expanded map is
+    ``(B, C, H, W)`` (depthwise ``stride``), or ``None`` for the whole map: CPU
+    only, where a map-sized buffer is page-faulted in on every call; accelerators
+    run the whole map."""
+    batch, channels, height, width = hidden_shape
+    if device_type != 'cpu' or batch * channels * height * width <= 2 * MBCONV_STRIP_ELEMENTS:
+        return None
+    input_rows = MBCONV_STRIP_ELEMENTS // (batch * channels * width)
+    return max(1, input_rows // stride)
 
 
 def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optional[int]:

@@ -7,7 +7,7 @@ instead of two. Training keeps the two layers (batch statistics).
 ``conv_folded_silu`` adds the SiLU that follows: on CPU in float32 inside the
 oneDNN convolution (no pass of its own), elsewhere in place on its output.
 """
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -27,17 +27,20 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Tuple[torch.Tensor
     return weight.to(conv.weight.dtype), shift.to(conv.weight.dtype)
 
 
-def conv_folded(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor,
-                bias: torch.Tensor) -> torch.Tensor:
-    """``conv`` with the folded ``weight`` and ``bias`` (``fold_batch_norm``)."""
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+def conv_folded(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor,
+                padding: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """``conv`` with the folded ``weight`` and ``bias`` (``fold_batch_norm``), its own
+    padding or ``padding``."""
+    return F.conv2d(x, weight, bias, conv.stride, padding or conv.padding, conv.dilation,
+                    conv.groups)
 
 
-def conv_folded_silu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor,
-                     bias: torch.Tensor) -> torch.Tensor:
+def conv_folded_silu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor,
+                     padding: Optional[Sequence[int]] = None) -> torch.Tensor:
     """``silu(conv_folded(x, ...))``, for inference (its output is overwritten in place)."""
     if config.use_onednn_conv_silu(config.decision_device(x), x.dtype,
                                    torch.is_autocast_enabled(x.device.type),
                                    torch.compiler.is_compiling()):
-        return conv2d_silu(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-    return F.silu(conv_folded(x, conv, weight, bias), inplace=True)
+        return conv2d_silu(x, weight, bias, conv.stride, padding or conv.padding, conv.dilation,
+                           conv.groups)
+    return F.silu(conv_folded(x, conv, weight, bias, padding), inplace=True)

@@ -52,15 +52,15 @@ def dft_matrices(n, bins, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tenso
     """``cos`` and ``sin`` of ``2 pi k j / n`` for ``k < bins``, ``j < n``, each
     ``(bins, n)`` in ``like``'s dtype and device, scaled by ``1 / sqrt(n)`` (orthonormal).
 
-    ``k j`` is reduced mod ``n`` in integers first, so the angle stays below
-    ``2 pi`` and the entries are accurate to float32 rounding at any ``n``.
+    ``k j`` is reduced mod ``n`` in integers first and the entries are computed
+    in float64, so each is ``like``'s dtype's rounding of the exact value at any ``n``.
     """
     k = torch.arange(bins, device=like.device)
     j = torch.arange(n, device=like.device)
     count = torch.full((), n, device=like.device)  # a tensor: exported with n symbolic
-    angle = torch.remainder(k[:, None] * j[None, :], count).to(like.dtype) * (2 * math.pi / n)
-    scale = torch.rsqrt(count.to(like.dtype))
-    return torch.cos(angle) * scale, torch.sin(angle) * scale
+    angle = torch.remainder(k[:, None] * j[None, :], count).double() * (2 * math.pi / n)
+    scale = torch.rsqrt(count.double())
+    return (torch.cos(angle) * scale).to(like.dtype), (torch.sin(angle) * scale).to(like.dtype)
 
 
 def _along(matrix: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from gfnet_dense import GFNet, GFNetH
 from helpers import ROOT, load_tool, run_tool
 
 pytest.importorskip('onnxruntime', reason='the deploy extra: pip install -e .[deploy]')
-from gfnet_dense.deploy import export_onnx, max_abs_diff, onnx_session  # noqa: E402
+from gfnet_dense.deploy import export_onnx, max_abs_diff, onnx_session, run_onnx  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1])
@@ -23,10 +23,10 @@ SIZES = [(64, 64), (70, 90), (33, 47), (96, 40)]
 TOLERANCE = 1e-4  # measured <= 2e-6 on these outputs (magnitudes ~1-10)
 
 
-def _check(model, path, sizes, dynamic=True, example_size=(64, 64)):
+def _check(model, path, sizes, dynamic=True, example_size=(64, 64), dft_form='matmul'):
     torch.manual_seed(0)
     example = torch.randn(2 if dynamic else 1, 3, *example_size)
-    export_onnx(model, example, str(path), dynamic=dynamic)
+    export_onnx(model, example, str(path), dynamic=dynamic, dft_form=dft_form)
     session = onnx_session(str(path))
     diffs = {size: max_abs_diff(session, model, torch.randn(1, 3, *size)) for size in sizes}
     assert all(d <= TOLERANCE for d in diffs.values()), diffs
@@ -39,6 +39,23 @@ def test_gfnet_h_dynamic_every_filter_resize_mode(resize, tmp_path):
     torch.manual_seed(0)
     model = GFNetH(arch=TINY_H, pretrain_img_size=64, filter_resize=resize).eval()
     _check(model, tmp_path / 'gfnet_h.onnx', SIZES)
+
+
+def _op_types(path):
+    import onnx
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_both_fft_forms(tmp_path):
+    """The default graph computes its FFTs with MatMul nodes on DFT matrices (no DFT
+    node); ``dft_form='dft'`` keeps DFT nodes, the inverse in its Hermitian form,
+    which ONNX Runtime runs at symbolic sizes too."""
+    torch.manual_seed(0)
+    model = GFNetH(arch=TINY_H, pretrain_img_size=64).eval()
+    _check(model, tmp_path / 'matmul.onnx', SIZES[:3])
+    _check(model, tmp_path / 'dft.onnx', SIZES[:3], dft_form='dft')
+    assert 'DFT' not in _op_types(tmp_path / 'matmul.onnx')
+    assert 'DFT' in _op_types(tmp_path / 'dft.onnx')
 
 
 def test_batch_is_symbolic_too(tmp_path):
@@ -72,13 +89,32 @@ def test_timm_affnet_with_checkpoint_through_the_tool(tmp_path):
     assert max_abs_diff(session, model.eval(), torch.rand(1, 3, 45, 77) * 255) <= 1e-4
 
 
-def test_tool_refuses_an_unknown_model_and_a_small_opset(tmp_path):
-    proc = run_tool('export_onnx.py', 'no_such_model', '--out', str(tmp_path / 'x.onnx'),
-                    check=False)
-    assert proc.returncode != 0 and 'neither a config file nor a timm model name' in proc.stderr
-    proc = run_tool('export_onnx.py', 'affnet_et', '--out', str(tmp_path / 'x.onnx'),
-                    '--opset', '17', '--shape', '32', '32', check=False)
-    assert proc.returncode != 0 and 'DFT operator of opset 20' in proc.stderr
+def test_timm_backbone_features_verify_and_benchmark_sizes(tmp_path):
+    """``--features``: the feature maps of a timm backbone, one output per level;
+    ``--verify`` / ``--benchmark`` at the sizes given."""
+    out = str(tmp_path / 'affnet_et_features.onnx')
+    proc = run_tool('export_onnx.py', 'affnet_et', '--features', '--out', out, '--shape', '64',
+                    '64', '--dynamic', '--verify', '64x64', '50x70', '--tolerance', '1e-4',
+                    '--benchmark', '48x64', '--repeats', '1')
+    assert [line.split(':')[0] for line in proc.stdout.splitlines() if 'within' in line] == \
+        ['verify 64x64', 'verify 50x70'], proc.stdout
+    assert 'benchmark 48x64' in proc.stdout and 'ONNX Runtime' in proc.stdout
+    outputs = run_onnx(onnx_session(out), torch.rand(1, 3, 50, 70) * 255)
+    assert [tuple(o.shape) for o in outputs] == [(1, 32, 25, 35), (1, 48, 13, 18),
+                                                 (1, 64, 7, 9), (1, 104, 4, 5), (1, 144, 2, 3)]
+
+
+@pytest.mark.parametrize('args,message', [
+    (['no_such_model'], 'neither a config file nor a timm model name'),
+    (['affnet_et', '--opset', '17', '--shape', '32', '32'], 'DFT operator of opset 20'),
+    (['affnet_et', '--dft', 'fft'], "invalid choice: 'fft'"),
+    (['affnet_et', '--shape', '32', '32', '--verify', '48x48'],
+     'exported for 32x32 only (add --dynamic)'),
+    (['affnet_et', '--verify', '48'], 'give sizes as HxW'),
+])
+def test_tool_refuses_bad_arguments(args, message, tmp_path):
+    proc = run_tool('export_onnx.py', *args, '--out', str(tmp_path / 'x.onnx'), check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize('config,dynamic', [('upernet_gfnet_h_ti_ade20k.py', True),

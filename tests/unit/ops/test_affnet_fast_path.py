@@ -387,3 +387,53 @@ def test_conv_silu_fused_and_in_place_equal_the_layers(kernel, groups, monkeypat
             got = conv_folded_silu(x, conv, weight, bias)
         assert 'mkldnn._convolution_pointwise' not in ops.counts
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_mbconv_strip_decisions():
+    assert config.mbconv_strip_rows((1, 128, 256, 256), 2, 'cpu') == \
+        config.MBCONV_STRIP_ELEMENTS // (128 * 256) // 2
+    assert config.mbconv_strip_rows((1, 128, 256, 256), 2, 'cuda') is None
+    assert config.mbconv_strip_rows((1, 64, 32, 32), 1, 'cpu') is None  # small: whole map
+    assert config.mbconv_strip_rows((1, 8192, 256, 256), 1, 'cpu') == 1
+
+
+@pytest.mark.parametrize('expand_ratio,stride,dilation', [(4, 1, 1), (4, 2, 1), (1, 1, 1),
+                                                          (2, 1, 2), (4, 2, 2)])
+@pytest.mark.parametrize('channels_last', [True, False])
+def test_inverted_residual_strips_equal_the_whole_map(expand_ratio, stride, dilation,
+                                                      channels_last):
+    """Every strip height (one row, several, uneven last strip, one strip), odd
+    sizes, with and without expansion and residual, dilated as output_stride makes it."""
+    from gfnet_dense.ops.mbconv import inverted_residual_strips
+    torch.manual_seed(0)
+    block = affnet_model.InvertedResidual(16, 16, stride, expand_ratio, dilation)
+    x = torch.randn(2, 16, 13, 11)
+    _calibrate(block, x)
+    block.eval()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), fast_path(False):
+        expected = block(x)
+    layers = [layer.folded() for layer in block.block]
+    expand = layers[0] if len(layers) == 3 else None
+    with torch.no_grad():
+        for rows in (1, 2, 3, 5, 100):
+            got = inverted_residual_strips(x, expand, layers[-2], layers[-1], block.residual, rows)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5, msg=f'{rows} rows')
+
+
+def test_affnet_inference_in_strips_equals_whole_maps(monkeypatch):
+    """Tiny strips forced on a whole AFFNet: the same maps as whole-map inference."""
+    torch.manual_seed(0)
+    model = AFFNet(arch='et', output_stride=16).eval()
+    _calibrate(model, torch.randn(INPUT_SHAPE))
+    model.eval()
+    x = torch.randn(1, 3, 45, 70)
+    with torch.no_grad():
+        whole = model(x)
+        monkeypatch.setattr(config, 'MBCONV_STRIP_ELEMENTS', 16)
+        with CountOps() as ops:
+            strips = model(x)
+    assert ops.counts['aten.constant_pad_nd'] > 0  # border strips padded
+    for a, b in zip(strips, whole):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
