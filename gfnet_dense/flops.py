@@ -13,7 +13,7 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from .ops._torch_private import CONV_POINTWISE, LINEAR_POINTWISE
+from .ops.config import fast_path
 
 aten = torch.ops.aten
 
@@ -42,14 +42,6 @@ def _layer_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * 5 * math.prod(input_shape)
 
 
-def _linear(input_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * math.prod(input_shape) * out_shape[-1]
-
-
-def _conv(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * math.prod(out_shape) * math.prod(weight_shape[1:])
-
-
 def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
     """torch counts its GPU attention kernels but not the CPU one (timm's fused
     attention, e.g. MobileViT's): the same two matrix products."""
@@ -59,25 +51,20 @@ def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, *
 EXTRA_FORMULAS = {aten._fft_r2c: _r2c, aten._fft_c2r: _c2r,
                   aten._fft_c2c: _c2c, aten.native_layer_norm: _layer_norm,
                   aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention}
-if LINEAR_POINTWISE is not None:
-    # oneDNN linear with a fused epilogue (GFBlock's inference MLP on CPU); every
-    # overload takes the input first, and the output's last dim is the layer's width
-    EXTRA_FORMULAS[LINEAR_POINTWISE] = _linear
-if CONV_POINTWISE is not None:
-    # oneDNN convolution with a fused activation (AFFNet's inference ConvBNAct on CPU);
-    # its weight is the plain (out, in / groups, kh, kw) tensor
-    EXTRA_FORMULAS[CONV_POINTWISE] = _conv
 
 
 @torch.no_grad()
 def count_flops(model: torch.nn.Module, inputs: torch.Tensor) -> int:
-    """FLOPs of one forward pass of ``model(inputs)`` (paper convention, see module doc)."""
+    """FLOPs of one forward pass of ``model(inputs)`` (paper convention, see module doc),
+    counted on the plain formulation: the model's arithmetic, not that of a fast
+    path (which may fuse ops, or recompute rows of AFFNet's strips)."""
     was_training = model.training
     model.eval()
     try:
-        model(inputs)  # fills the per-size eval caches
-        with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
-            model(inputs)
+        with fast_path(False):
+            model(inputs)  # fills the per-size eval caches
+            with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
+                model(inputs)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

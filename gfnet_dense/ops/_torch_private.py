@@ -54,10 +54,6 @@ ONEDNN_LINEAR_AVAILABLE = _onednn_available(_SCHEMAS)
 #: oneDNN's fused convolution can be called (CPU builds with oneDNN)
 ONEDNN_CONV_AVAILABLE = _onednn_available(_CONV_SCHEMAS)
 
-#: the fused linear op packet, for FLOP counters (``None`` where unavailable)
-LINEAR_POINTWISE = torch.ops.mkldnn._linear_pointwise if ONEDNN_LINEAR_AVAILABLE else None
-#: the fused convolution op packet, for FLOP counters (``None`` where unavailable)
-CONV_POINTWISE = torch.ops.mkldnn._convolution_pointwise if ONEDNN_CONV_AVAILABLE else None
 
 
 def reorder_linear_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
