@@ -51,9 +51,9 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 class ConvBNAct(EvalCacheMixin, nn.Sequential):
     """Conv (``kernel // 2`` padding), BatchNorm, SiLU (none with ``act=False``).
 
-    Inference on the fast path runs the convolution with the BatchNorm folded in,
-    and the SiLU fused or in place (``gfnet_dense.ops.conv_bn``; the folded
-    weights are kept while in eval).
+    Inference on the fast path runs the convolution with the BatchNorm folded in
+    and the SiLU in place (``gfnet_dense.ops.conv_bn``; the folded weights are
+    kept while in eval).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1,

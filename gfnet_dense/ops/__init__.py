@@ -7,7 +7,7 @@ calls it only while the fast path is on (``fast_path``, ``set_fast_path``,
 * ``global_filter`` (``fft_filter``): ``GlobalFilter``'s ``irfft2(rfft2(x) * filter)``;
 * ``residual_mlp`` (``mlp``): ``GFBlock``'s ``x + drop_path(gamma * mlp(norm2(y)))``;
 * ``conv_bn``: AFFNet's inference convolutions with their BatchNorm folded in and
-  their SiLU fused (oneDNN) or in place;
+  their SiLU in place;
 * ``mbconv``: AFFNet's inference MobileNetV2 blocks in strips of rows (CPU).
 
 ``dft`` holds the forms the FFTs take in an ONNX export (``config.onnx_export``).

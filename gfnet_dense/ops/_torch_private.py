@@ -1,16 +1,14 @@
 """The private torch APIs the kernels use, all in this module.
 
 oneDNN's fused linear layers (``torch.ops.mkldnn._linear_pointwise``, what
-torch.compile's CPU backend emits for ``nn.Linear``), their weight
-prepacking (``_reorder_linear_weight``) and the fused convolution
-(``_convolution_pointwise``, what it emits for a convolution and its
-activation) are not public API. They are used only
+torch.compile's CPU backend emits for ``nn.Linear``) and their weight
+prepacking (``_reorder_linear_weight``) are not public API. They are used only
 where this torch has them with the signatures written against (checked by
 version and by schema); everywhere else ``ONEDNN_LINEAR_AVAILABLE`` is false and
 the callers take their public-API path.
 """
 import re
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -22,10 +20,7 @@ _SCHEMAS = {  # op overload -> argument names its call below relies on
     ('_linear_pointwise', 'binary'): ('X', 'other', 'W', 'B', 'attr'),
     ('_reorder_linear_weight', 'default'): ('self', 'batch_size'),
 }
-_CONV_SCHEMAS = {
-    ('_convolution_pointwise', 'default'): ('X', 'W', 'B', 'padding', 'stride', 'dilation',
-                                            'groups', 'attr', 'scalars', 'algorithm'),
-}
+
 
 
 def _torch_version() -> Tuple[int, int]:
@@ -51,9 +46,6 @@ def _onednn_available(schemas: dict) -> bool:
 #: oneDNN's fused linear layers can be called (CPU builds with oneDNN)
 ONEDNN_LINEAR_AVAILABLE = _onednn_available(_SCHEMAS)
 
-#: oneDNN's fused convolution can be called (CPU builds with oneDNN)
-ONEDNN_CONV_AVAILABLE = _onednn_available(_CONV_SCHEMAS)
-
 
 
 def reorder_linear_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -73,11 +65,3 @@ def linear_add(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor,
     """``x @ weight.T + bias + other`` in one oneDNN call: ``(N, in) -> (N, out)``."""
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, 'add')
 
-
-def conv2d_silu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
-                groups: int) -> torch.Tensor:
-    """``silu(conv2d(x, weight, bias, ...))`` in one oneDNN call (the activation
-    applied as the convolution writes its output)."""
-    return torch.ops.mkldnn._convolution_pointwise(
-        x, weight, bias, list(padding), list(stride), list(dilation), groups, 'swish', [], '')

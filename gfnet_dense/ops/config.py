@@ -19,7 +19,7 @@ import torch
 
 # whether oneDNN's fused linear (private torch API) can run; a global of this
 # module, read by ``use_onednn_mlp``, so that tests can patch it here
-from ._torch_private import ONEDNN_CONV_AVAILABLE, ONEDNN_LINEAR_AVAILABLE
+from ._torch_private import ONEDNN_LINEAR_AVAILABLE
 
 #: CPU MLP: the ``4C``-wide hidden layer is computed in row chunks of about this
 #: many elements (8 MiB fp32), measured best on a 2-core CPU across the four
@@ -139,15 +139,6 @@ def use_folded_batch_norm(training: bool) -> bool:
     """Convolution + BatchNorm as one convolution (``ops.conv_bn``): inference on the
     fast path, where BatchNorm's statistics are fixed."""
     return use_fast_inference(training)
-
-
-def use_onednn_conv_silu(device_type: str, dtype: torch.dtype, autocast: bool,
-                         compiling: bool) -> bool:
-    """Inference convolution + SiLU as one oneDNN call (``ops.conv_bn``): CPU float32
-    eager outside autocast (under autocast the convolution runs in 16 bits, which
-    the direct call would not do; torch.compile fuses by itself)."""
-    return (ONEDNN_CONV_AVAILABLE and device_type == 'cpu' and dtype == torch.float32
-            and not autocast and not compiling)
 
 
 def mbconv_strip_rows(hidden_shape: Sequence[int], stride: int,
