@@ -144,6 +144,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if min(args.shape) < 2:
         parser.error(f'--shape {args.shape}: H and W must be at least 2')
+    fixed = None if args.dynamic else tuple(args.shape)
+    for flag, sizes in (('--verify', args.verify), ('--benchmark', args.benchmark)):
+        for size in sizes or []:  # refused before the (minutes-long) export
+            if fixed and size != fixed:
+                parser.error(f'{flag} {size[0]}x{size[1]}: without --dynamic the file is '
+                             f'exported for {fixed[0]}x{fixed[1]} only (add --dynamic)')
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -161,12 +167,8 @@ def main(argv=None) -> int:
     print(f'wrote {args.out} ({"dynamic batch, H, W" if args.dynamic else tuple(example.shape)})')
     session = onnx_session(args.out, args.threads)
     status = 0
-    fixed = None if args.dynamic else tuple(args.shape)
     if args.verify is not None:
         for size in args.verify or verification_sizes(args.shape, args.dynamic):
-            if fixed and size != fixed:
-                sys.exit(f'error: --verify {size[0]}x{size[1]}: the file was exported for '
-                         f'{fixed[0]}x{fixed[1]} only (add --dynamic)')
             image = torch.rand(1, 3, *size) * 255
             diff, magnitude = max_abs_diff(session, model, image, with_magnitude=True)
             ok = diff <= args.tolerance
@@ -176,9 +178,6 @@ def main(argv=None) -> int:
                   f'outputs up to {magnitude:.3g})')
     if args.benchmark is not None:
         for size in args.benchmark or [tuple(args.shape)]:
-            if fixed and size != fixed:
-                sys.exit(f'error: --benchmark {size[0]}x{size[1]}: the file was exported for '
-                         f'{fixed[0]}x{fixed[1]} only (add --dynamic)')
             runtime, eager = benchmark(session, model, size, args.repeats)
             print(f'benchmark {size[0]}x{size[1]}, {torch.get_num_threads()} threads: '
                   f'ONNX Runtime {runtime:.1f} ms, PyTorch eager {eager:.1f} ms '

@@ -27,8 +27,8 @@ from ..checkpoint import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
 from ..ops.config import (conv_memory_format, decision_device, mbconv_strip_rows,
                           use_fast_inference, use_folded_batch_norm)
-from ..ops.conv_bn import fold_batch_norm
-from ..ops.mbconv import FoldedConv, inverted_residual_strips
+from ..ops.conv_bn import FoldedConv, fold_batch_norm
+from ..ops.mbconv import inverted_residual_strips
 from .features import check_output_fmt, to_output_fmt
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
@@ -98,13 +98,16 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not use_fast_inference(self.training):
             return x + self.block(x) if self.residual else self.block(x)
-        *expand, depthwise, project = (layer.folded() for layer in self.block)
+        layers = [layer.folded() for layer in self.block]
+        *expand, depthwise, project = layers
         hidden = (x.shape[0], depthwise.conv.in_channels, x.shape[2], x.shape[3])
         rows = mbconv_strip_rows(hidden, depthwise.conv.stride[0], decision_device(x))
         if rows is not None:  # a large expanded map: in strips of rows (ops.mbconv)
             return inverted_residual_strips(x, expand[0] if expand else None, depthwise,
                                             project, self.residual, rows)
-        out = self.block(x)
+        out = x
+        for layer in layers:
+            out = layer(out)
         return out.add_(x) if self.residual else out  # out is a fresh tensor
 
 

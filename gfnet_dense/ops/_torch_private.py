@@ -22,7 +22,6 @@ _SCHEMAS = {  # op overload -> argument names its call below relies on
 }
 
 
-
 def _torch_version() -> Tuple[int, int]:
     major, minor = re.match(r'(\d+)\.(\d+)', torch.__version__).groups()
     return int(major), int(minor)
@@ -34,18 +33,17 @@ def _has_schema(op_name: str, overload: str, arguments: Tuple[str, ...]) -> bool
     return op is not None and tuple(a.name for a in op._schema.arguments) == arguments
 
 
-def _onednn_available(schemas: dict) -> bool:
+def _onednn_linear_available() -> bool:
     try:
         return (_torch_version() >= MIN_TORCH_VERSION and torch.backends.mkldnn.is_available()
                 and all(_has_schema(op, overload, args)
-                        for (op, overload), args in schemas.items()))
+                        for (op, overload), args in _SCHEMAS.items()))
     except (AttributeError, RuntimeError):  # a build without the mkldnn op namespace
         return False
 
 
 #: oneDNN's fused linear layers can be called (CPU builds with oneDNN)
-ONEDNN_LINEAR_AVAILABLE = _onednn_available(_SCHEMAS)
-
+ONEDNN_LINEAR_AVAILABLE = _onednn_linear_available()
 
 
 def reorder_linear_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -64,4 +62,3 @@ def linear_add(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor,
                bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``x @ weight.T + bias + other`` in one oneDNN call: ``(N, in) -> (N, out)``."""
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, 'add')
-

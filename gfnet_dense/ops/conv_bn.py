@@ -8,7 +8,7 @@ instead of two. Training keeps the two layers (batch statistics).
 output (no second map-sized buffer; oneDNN's fused SiLU was measured less
 accurate than torch's, 1.3x the plain error against float64, so it is not used).
 """
-from typing import Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,3 +37,16 @@ def conv_folded_silu(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bia
                      padding: Optional[Sequence[int]] = None) -> torch.Tensor:
     """``silu(conv_folded(x, ...))``, for inference (the SiLU in place on the output)."""
     return F.silu(conv_folded(x, conv, weight, bias, padding), inplace=True)
+
+
+class FoldedConv(NamedTuple):
+    """A convolution with its BatchNorm folded in (``fold_batch_norm``),
+    followed by SiLU when ``silu``."""
+    conv: nn.Conv2d
+    weight: torch.Tensor
+    bias: torch.Tensor
+    silu: bool
+
+    def __call__(self, x: torch.Tensor, padding: Optional[Sequence[int]] = None) -> torch.Tensor:
+        run = conv_folded_silu if self.silu else conv_folded
+        return run(x, self.conv, self.weight, self.bias, padding)

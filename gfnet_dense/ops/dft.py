@@ -73,6 +73,13 @@ def _along(matrix: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:
     return y.reshape(*lead, matrix.shape[0], *trail)
 
 
+def _complex_along(mat_real: torch.Tensor, mat_imag: torch.Tensor, real: torch.Tensor,
+                   imag: torch.Tensor, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(mat_real + i mat_imag)`` applied along ``dim`` of ``real + i imag``, as parts."""
+    return (_along(mat_real, real, dim) - _along(mat_imag, imag, dim),
+            _along(mat_real, imag, dim) + _along(mat_imag, real, dim))
+
+
 def rfft2_matmul(x: torch.Tensor, dim: Dims = (-2, -1)) -> Tuple[torch.Tensor, torch.Tensor]:
     """Real and imaginary parts of ``rfft2(x, dim=dim, norm='ortho')`` (real float32
     ``x``), each with ``dim[1]`` cut to ``W // 2 + 1`` bins: the one-sided real
@@ -82,9 +89,7 @@ def rfft2_matmul(x: torch.Tensor, dim: Dims = (-2, -1)) -> Tuple[torch.Tensor, t
     cos_w, sin_w = dft_matrices(width, width // 2 + 1, x)
     cos_h, sin_h = dft_matrices(height, height, x)
     real, imag = _along(cos_w, x, w_dim), -_along(sin_w, x, w_dim)
-    # (cos - i sin)(real + i imag)
-    return (_along(cos_h, real, h_dim) + _along(sin_h, imag, h_dim),
-            _along(cos_h, imag, h_dim) - _along(sin_h, real, h_dim))
+    return _complex_along(cos_h, -sin_h, real, imag, h_dim)
 
 
 def irfft2_matmul(real: torch.Tensor, imag: torch.Tensor, size: Sequence[int],
@@ -96,9 +101,7 @@ def irfft2_matmul(real: torch.Tensor, imag: torch.Tensor, size: Sequence[int],
     h_dim, w_dim = dim
     height, width = size
     cos_h, sin_h = dft_matrices(height, height, real)
-    # (cos + i sin)(real + i imag)
-    real, imag = (_along(cos_h, real, h_dim) - _along(sin_h, imag, h_dim),
-                  _along(cos_h, imag, h_dim) + _along(sin_h, real, h_dim))
+    real, imag = _complex_along(cos_h, sin_h, real, imag, h_dim)
     bins = width // 2 + 1
     cos_w, sin_w = dft_matrices(width, bins, real)
     k = torch.arange(bins, device=real.device)

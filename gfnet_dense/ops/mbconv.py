@@ -11,26 +11,12 @@ window reaches, so the expanded map never exists whole and each strip's buffers
 are small. Every output pixel goes through the same convolutions as in the
 whole-map form (``tests/unit/ops/test_affnet_fast_path.py``).
 """
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .conv_bn import conv_folded, conv_folded_silu
-
-
-class FoldedConv(NamedTuple):
-    """A convolution with its BatchNorm folded in (``conv_bn.fold_batch_norm``),
-    followed by SiLU when ``silu``."""
-    conv: nn.Conv2d
-    weight: torch.Tensor
-    bias: torch.Tensor
-    silu: bool
-
-    def __call__(self, x: torch.Tensor, padding: Optional[Sequence[int]] = None) -> torch.Tensor:
-        run = conv_folded_silu if self.silu else conv_folded
-        return run(x, self.conv, self.weight, self.bias, padding)
+from .conv_bn import FoldedConv
 
 
 def inverted_residual_strips(x: torch.Tensor, expand: Optional[FoldedConv],
