@@ -2,7 +2,8 @@
 
     python tools/export_onnx.py CONFIG_OR_TIMM_NAME [--checkpoint FILE] --out FILE
         [--shape H W] [--dynamic] [--opset N] [--dft {matmul,dft}] [--features]
-        [--verify [HxW ...]] [--tolerance T] [--benchmark [HxW ...]] [--threads N]
+        [--verify [HxW ...]] [--tolerance T] [--benchmark [HxW ...]] [--profile HxW]
+        [--threads N]
 
 - an MMSeg config: the segmentor in whole-image test mode, RGB float 0-255 NCHW
   in (mean / std inside the graph), per-pixel class logits at the input size out;
@@ -22,7 +23,9 @@ and one that is no multiple of 32) and exits non-zero when the largest absolute
 difference exceeds ``--tolerance``. ``--benchmark`` times ONNX Runtime and PyTorch
 eager (its fast path) on the same threads (``--threads``, default all) at the
 given sizes (default: the export size), alternating the two, median of
-``--repeats``. Needs ``pip install -e .[deploy]``.
+``--repeats``. ``--profile HxW`` prints where the time goes at that size: ONNX
+Runtime's milliseconds per run by operator type (its profiler's kernel times)
+and PyTorch's by operator (torch.profiler, self time). Needs ``pip install -e .[deploy]``.
 """
 import argparse
 import importlib
@@ -39,6 +42,7 @@ from mmengine.config import DictAction  # noqa: E402
 from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,  # noqa: E402
                                 max_abs_diff, onnx_session, run_onnx)
 from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET  # noqa: E402
+from gfnet_dense.deploy.profile import onnx_operator_ms, top, torch_operator_ms  # noqa: E402
 from gfnet_dense.ops.config import ONNX_DFT_FORMS  # noqa: E402
 
 
@@ -139,13 +143,17 @@ def main(argv=None) -> int:
     parser.add_argument('--benchmark', type=parse_size, nargs='*', metavar='HxW',
                         help='time ONNX Runtime and PyTorch at these sizes (none given: '
                              'the export size)')
-    parser.add_argument('--repeats', type=int, default=5, help='--benchmark runs per size')
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='--benchmark runs per size, --profile runs')
+    parser.add_argument('--profile', type=parse_size, metavar='HxW',
+                        help='time per operator in ONNX Runtime and in PyTorch at this size')
     parser.add_argument('--threads', type=int, default=0, help='0: all cores')
     args = parser.parse_args(argv)
     if min(args.shape) < 2:
         parser.error(f'--shape {args.shape}: H and W must be at least 2')
     fixed = None if args.dynamic else tuple(args.shape)
-    for flag, sizes in (('--verify', args.verify), ('--benchmark', args.benchmark)):
+    for flag, sizes in (('--verify', args.verify), ('--benchmark', args.benchmark),
+                        ('--profile', [args.profile] if args.profile else None)):
         for size in sizes or []:  # refused before the (minutes-long) export
             if fixed and size != fixed:
                 parser.error(f'{flag} {size[0]}x{size[1]}: without --dynamic the file is '
@@ -182,6 +190,13 @@ def main(argv=None) -> int:
             print(f'benchmark {size[0]}x{size[1]}, {torch.get_num_threads()} threads: '
                   f'ONNX Runtime {runtime:.1f} ms, PyTorch eager {eager:.1f} ms '
                   f'(ratio {runtime / eager:.2f})')
+    if args.profile:
+        image = torch.rand(1, 3, *args.profile) * 255
+        print(f'profile {args.profile[0]}x{args.profile[1]}, {torch.get_num_threads()} threads, '
+              f'ms per run:\nONNX Runtime, by operator type\n'
+              f'{top(onnx_operator_ms(args.out, image, args.threads, args.repeats))}\n'
+              f'PyTorch eager, by operator (self time)\n'
+              f'{top(torch_operator_ms(model, image, args.repeats))}')
     return status
 
 

@@ -14,7 +14,16 @@ one of two forms (``config.onnx_dft_form``):
   complex inverse over the Hermitian-extended spectrum, which ONNX Runtime runs
   at any size.
 
-Both give ``torch.fft``'s values to float32 rounding (``tests/unit/ops``).
+In the matrix form a global filter (``filter_spectrum``) on a grid of fixed
+height (a fixed-size export) that is a multiple of ``FACTOR_RADIX``, at least
+``4 FACTOR_RADIX``, transforms along H in two factored steps
+(``_filter_factored``, the four-step FFT): products with ``(2r, r)`` and
+``(r, 4m, 4m)`` matrices for ``H = r m``, where the direct form's product costs
+``O(H)`` per element. With H symbolic the graph keeps the direct form: splitting
+H into ``(r, m)`` makes torch.export guard on ``H % r == 0``, which would fix
+the choice (made at the example size) for every size, and wrongly so at the others.
+
+All forms give ``torch.fft``'s values to float32 rounding (``tests/unit/ops``).
 Outside an export, ``rfft2`` / ``irfft2`` are ``torch.fft``'s.
 """
 import math
@@ -48,19 +57,29 @@ def irfft2_hermitian(spectrum: torch.Tensor, size: Sequence[int], dim: Dims = (-
 
 
 # ------------------------------------------------------------ DFT matrices
+def _cos_sin(products: torch.Tensor, n, orthonormal: bool = True
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """float64 ``cos`` and ``sin`` of ``2 pi p / n`` for integer ``products`` ``p``,
+    with ``orthonormal`` scaled by ``1 / sqrt(n)``.
+
+    ``p`` is reduced mod ``n`` in integers first and the entries are computed in
+    float64, so each rounds to the exact value in float32 at any ``n``.
+    """
+    count = torch.full((), n, device=products.device)  # a tensor: exported with n symbolic
+    angle = torch.remainder(products, count).double() * (2 * math.pi / n)
+    if not orthonormal:
+        return torch.cos(angle), torch.sin(angle)
+    scale = torch.rsqrt(count.double())
+    return torch.cos(angle) * scale, torch.sin(angle) * scale
+
+
 def dft_matrices(n, bins, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``cos`` and ``sin`` of ``2 pi k j / n`` for ``k < bins``, ``j < n``, each
-    ``(bins, n)`` in ``like``'s dtype and device, scaled by ``1 / sqrt(n)`` (orthonormal).
-
-    ``k j`` is reduced mod ``n`` in integers first and the entries are computed
-    in float64, so each is ``like``'s dtype's rounding of the exact value at any ``n``.
-    """
+    ``(bins, n)`` in ``like``'s dtype and device, scaled by ``1 / sqrt(n)`` (orthonormal)."""
     k = torch.arange(bins, device=like.device)
     j = torch.arange(n, device=like.device)
-    count = torch.full((), n, device=like.device)  # a tensor: exported with n symbolic
-    angle = torch.remainder(k[:, None] * j[None, :], count).double() * (2 * math.pi / n)
-    scale = torch.rsqrt(count.double())
-    return (torch.cos(angle) * scale).to(like.dtype), (torch.sin(angle) * scale).to(like.dtype)
+    cos, sin = _cos_sin(k[:, None] * j[None, :], n)
+    return cos.to(like.dtype), sin.to(like.dtype)
 
 
 def _along(matrix: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -110,6 +129,102 @@ def irfft2_matmul(real: torch.Tensor, imag: torch.Tensor, size: Sequence[int],
     return _along((cos_w * weight).t(), real, w_dim) - _along((sin_w * weight).t(), imag, w_dim)
 
 
+# ------------------------------------------------------ the factored global filter
+#: radix ``r`` of the factored transform along H (``H = r m``): products with
+#: ``(2r, r)`` and ``(4m, 4m)`` matrices, memory-bound in ONNX Runtime from H = 64
+FACTOR_RADIX = 16
+
+
+def _real_form(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+    """The complex matrices ``real + i imag`` ``(..., a, b)`` as real ones
+    ``(..., a, 2, b, 2)`` acting on ``(b, [re, im])`` vectors."""
+    return torch.stack([torch.stack([real, -imag], -1), torch.stack([imag, real], -1)], -3)
+
+
+def _blocks(rows) -> torch.Tensor:
+    """``[[M00, M01], ...]`` of real forms ``(r, a, 2, b, 2)`` as ``(r, E a 2, F b 2)``:
+    rows ``(e, a, q)``, columns ``(f, b, p)``."""
+    grid = torch.stack([torch.stack(row, -3) for row in rows], 1)  # (r, E, a, 2, F, b, 2)
+    r, e, a, _, f, b, _ = grid.shape
+    return grid.reshape(r, e * a * 2, f * b * 2)
+
+
+def _factored_matrices(height, radix: int, like: torch.Tensor):
+    """The four matrices of ``_filter_factored`` for ``H = radix * m``, in ``like``'s dtype.
+
+    With ``n = n1 m + n2`` and ``k = k1 + r k2`` the DFT along H is, per ``k1``,
+    ``T_k1 (A x)[k1]`` where ``A[k1, n1] = w^(m n1 k1)`` is the length-``r`` DFT and
+    ``T_k1[k2, n2] = w^(n2 k)`` (``w = exp(-2 pi i / H)``) holds the twiddles.
+    ``A x`` is kept as two real products ``P = Re(A) x``, ``Q = Im(A) x`` (so
+    ``A x = P + i Q``) next to each other, so that each step is one real product
+    with no pass that recombines real and imaginary parts:
+
+    - ``outer`` ``(2r, r)``: rows ``(k1, [Re A, Im A])``;
+    - ``forward`` ``(r, 4m, 4m)``: ``[[T, i T], [i T, -T]]``, from ``(P, Q)`` to the
+      spectrum and ``i`` times it (rows ``(e, k2, part)``), for the filter product;
+    - ``inverse`` ``(r, 4m, 2m)``: ``[T^H; i T^H]``, from the filtered spectrum to
+      ``G`` and ``i G`` (rows ``(e, n2, part)``);
+    - ``outer_inverse`` ``(r, 2r)``: ``x = conj(A)^T G = Re(A) G - Im(A) (i G)`` (``A``
+      is symmetric): columns ``(k1, [Re A, -Im A])`` applied to ``(G, i G)``.
+
+    ``T`` carries the orthonormal scale ``1 / sqrt(H)``; also returns the natural
+    row ``k`` of each factored spectrum row ``(k1, k2)``, flat.
+    """
+    m = height // radix
+    device = like.device
+    k1 = torch.arange(radix, device=device)
+    a_cos, a_sin = _cos_sin(k1[:, None] * k1[None, :] * m, height, orthonormal=False)
+    k = k1[:, None] + radix * torch.arange(m, device=device)[None, :]  # (r, m): k of (k1, k2)
+    n2 = torch.arange(m, device=device)
+    t_cos, t_sin = _cos_sin(k[:, :, None] * n2[None, None, :], height)  # (r, k2, n2)
+    t = _real_form(t_cos, -t_sin)  # w^(n2 k) = cos - i sin
+    i_t = _real_form(t_sin, t_cos)
+    minus_t = _real_form(-t_cos, t_sin)
+    t_h = _real_form(t_cos.transpose(1, 2), t_sin.transpose(1, 2))
+    i_t_h = _real_form(-t_sin.transpose(1, 2), t_cos.transpose(1, 2))
+    outer = torch.stack([a_cos, -a_sin], 1).reshape(2 * radix, radix)
+    forward = _blocks([[t, i_t], [i_t, minus_t]])
+    inverse = _blocks([[t_h], [i_t_h]])
+    outer_inverse = torch.stack([a_cos, a_sin], -1).reshape(radix, 2 * radix)
+    return tuple(x.to(like.dtype) for x in (outer, forward, inverse, outer_inverse)), k.reshape(-1)
+
+
+def _real_axis_matrices(width, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The one-sided real transform along W as ``(2 bins, W)`` (rows ``(part, bin)``) and
+    its inverse ``(W, 2 bins)`` (each bin with a mirror counted twice, see ``irfft2_matmul``)."""
+    bins = width // 2 + 1
+    cos, sin = dft_matrices(width, bins, like)
+    k = torch.arange(bins, device=like.device)
+    weight = torch.where((k > 0) & (2 * k < width), 2.0, 1.0).to(like.dtype)[:, None]
+    return torch.cat([cos, -sin]), torch.cat([cos * weight, -sin * weight]).t()
+
+
+def use_factored(height: int) -> bool:
+    """Whether ``filter_spectrum`` factors the transform along a grid of ``height`` rows."""
+    return (height % FACTOR_RADIX == 0) & (height >= 4 * FACTOR_RADIX)
+
+
+def _filter_factored(x: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
+    """``irfft2(rfft2(x) * filt, dim=(1, 2))`` of channels-last ``(B, H, W, C)`` ``x``,
+    ``filt`` the real view ``(H, W // 2 + 1, C, 2)``, with ``H`` a multiple of
+    ``FACTOR_RADIX``: the spectrum is ``(B, H, [re, im], bins, C)``, its rows in the
+    factored order ``(k1, k2)`` (the filter's rows are gathered to match)."""
+    batch, height, width, channels = x.shape
+    radix, bins = FACTOR_RADIX, width // 2 + 1
+    m, rest = height // radix, bins * channels
+    (outer, forward, inverse, outer_inverse), order = _factored_matrices(height, radix, x)
+    to_spectrum, from_spectrum = _real_axis_matrices(width, x)
+    spectrum = to_spectrum @ x.reshape(batch, height, width, channels)  # (B, H, 2 bins, C)
+    steps = outer @ spectrum.reshape(batch, radix, m * 2 * rest)
+    both = forward @ steps.reshape(batch, radix, 4 * m, rest)  # Z and i Z
+    parts = filt.index_select(0, order).movedim(-1, 0)  # (2, H, bins, C) in (k1, k2) order
+    parts = parts.reshape(2, radix, m, 1, rest).transpose(0, 1)
+    filtered = (both.reshape(batch, radix, 2, m, 2, rest) * parts).sum(2)  # Z Re f + i Z Im f
+    steps = inverse @ filtered.reshape(batch, radix, 2 * m, rest)
+    spectrum = outer_inverse @ steps.reshape(batch, 2 * radix, m * 2 * rest)
+    return from_spectrum @ spectrum.reshape(batch, height, 2 * bins, channels)
+
+
 # --------------------------------------------------------------- the entry points
 def _matmul_form() -> bool:
     return config.exporting_onnx() and config.onnx_dft_form() == 'matmul'
@@ -150,12 +265,28 @@ def filter_spectrum(x: torch.Tensor, filt: torch.Tensor, dim: Dims = (-2, -1)) -
 
     Exported in the matrix form, the product is written on real and imaginary
     parts, so the graph holds no complex tensor to split (ONNX Runtime copies
-    each split out of the interleaved pairs).
+    each split out of the interleaved pairs); a channels-last ``(B, H, W, C)``
+    grid with a ``(H, W // 2 + 1, C)`` filter and a fixed H (a fixed-size export)
+    is transformed along H in factored steps where ``use_factored(H)``
+    (``_filter_factored``).
     """
     size = (x.shape[dim[0]], x.shape[dim[1]])
     if not _matmul_form():
         return irfft2(rfft2(x, dim) * filt, size, dim)
+    parts = torch.view_as_real(filt)
+    if x.dim() == 4 and tuple(d % 4 for d in dim) == (1, 2) and filt.dim() == 3:
+        # a symbolic H stays in the direct form: splitting it into (r, m) makes
+        # torch.export guard on H % r == 0, i.e. fix the choice for every size
+        if isinstance(x.shape[1], int) and use_factored(x.shape[1]):
+            return _filter_factored(x, parts)
+    return _filter_direct(x, parts, dim)
+
+
+def _filter_direct(x: torch.Tensor, filt: torch.Tensor, dim: Dims = (1, 2)) -> torch.Tensor:
+    """``filter_spectrum``'s matrix form by ``rfft2_matmul`` / ``irfft2_matmul``,
+    ``filt`` the real view of the complex filter."""
+    size = (x.shape[dim[0]], x.shape[dim[1]])
     # chunk: one Split node (unbind's two Slices run several times slower in ONNX Runtime)
-    f_real, f_imag = (t.squeeze(-1) for t in torch.view_as_real(filt).chunk(2, dim=-1))
+    f_real, f_imag = (t.squeeze(-1) for t in filt.chunk(2, dim=-1))
     real, imag = rfft2_matmul(x, dim)
     return irfft2_matmul(real * f_real - imag * f_imag, real * f_imag + imag * f_real, size, dim)

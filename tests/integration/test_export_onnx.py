@@ -58,6 +58,23 @@ def test_both_fft_forms(tmp_path):
     assert 'DFT' in _op_types(tmp_path / 'dft.onnx')
 
 
+def test_factored_form_in_fixed_size_exports_only(tmp_path, monkeypatch):
+    """A fixed-size export whose stage-1 grid (64 x 48) allows it computes that
+    stage's global filters in the factored form (ops/dft.py); a dynamic export at
+    that size keeps the direct form, which serves every size."""
+    from gfnet_dense.ops import dft
+    calls = []
+    factored = dft._filter_factored
+    monkeypatch.setattr(dft, '_filter_factored', lambda *a: calls.append(1) or factored(*a))
+    torch.manual_seed(0)
+    model = GFNetH(arch=TINY_H, pretrain_img_size=64).eval()
+    _check(model, tmp_path / 'fixed.onnx', [(256, 192)], dynamic=False, example_size=(256, 192))
+    traced = len(calls)
+    assert traced
+    _check(model, tmp_path / 'dynamic.onnx', [(256, 192), (240, 200)], example_size=(256, 192))
+    assert len(calls) == traced
+
+
 def test_batch_is_symbolic_too(tmp_path):
     model = GFNetH(arch=TINY_H, pretrain_img_size=64).eval()
     _check(model, tmp_path / 'gfnet_h.onnx', [(64, 64)])
