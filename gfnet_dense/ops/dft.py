@@ -121,17 +121,20 @@ def irfft2_matmul(real: torch.Tensor, imag: torch.Tensor, size: Sequence[int],
     height, width = size
     cos_h, sin_h = dft_matrices(height, height, real)
     real, imag = _complex_along(cos_h, sin_h, real, imag, h_dim)
-    bins = width // 2 + 1
-    cos_w, sin_w = dft_matrices(width, bins, real)
-    k = torch.arange(bins, device=real.device)
-    mirrored = (k > 0) & (2 * k < width)  # bins whose conjugate mirror is not stored
-    weight = torch.where(mirrored, 2.0, 1.0)[:, None]
+    cos_w, sin_w = dft_matrices(width, width // 2 + 1, real)
+    weight = _mirror_weight(width, real)
     return _along((cos_w * weight).t(), real, w_dim) - _along((sin_w * weight).t(), imag, w_dim)
 
 
+def _mirror_weight(width, like: torch.Tensor) -> torch.Tensor:
+    """``(W // 2 + 1, 1)``: 2 for the bins whose conjugate mirror is not stored, else 1."""
+    k = torch.arange(width // 2 + 1, device=like.device)
+    return torch.where((k > 0) & (2 * k < width), 2.0, 1.0).to(like.dtype)[:, None]
+
+
 # ------------------------------------------------------ the factored global filter
-#: radix ``r`` of the factored transform along H (``H = r m``): products with
-#: ``(2r, r)`` and ``(4m, 4m)`` matrices, memory-bound in ONNX Runtime from H = 64
+#: radix ``r`` of the factored transform along H (``H = r m``), used from ``H = 4 r``
+#: on (in ONNX Runtime faster than the direct products at 64, 128 and 256 rows)
 FACTOR_RADIX = 16
 
 
@@ -149,7 +152,8 @@ def _blocks(rows) -> torch.Tensor:
     return grid.reshape(r, e * a * 2, f * b * 2)
 
 
-def _factored_matrices(height, radix: int, like: torch.Tensor):
+def _factored_matrices(height: int, radix: int, like: torch.Tensor
+                       ) -> Tuple[Tuple[torch.Tensor, ...], torch.Tensor]:
     """The four matrices of ``_filter_factored`` for ``H = radix * m``, in ``like``'s dtype.
 
     With ``n = n1 m + n2`` and ``k = k1 + r k2`` the DFT along H is, per ``k1``,
@@ -192,16 +196,14 @@ def _factored_matrices(height, radix: int, like: torch.Tensor):
 def _real_axis_matrices(width, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The one-sided real transform along W as ``(2 bins, W)`` (rows ``(part, bin)``) and
     its inverse ``(W, 2 bins)`` (each bin with a mirror counted twice, see ``irfft2_matmul``)."""
-    bins = width // 2 + 1
-    cos, sin = dft_matrices(width, bins, like)
-    k = torch.arange(bins, device=like.device)
-    weight = torch.where((k > 0) & (2 * k < width), 2.0, 1.0).to(like.dtype)[:, None]
+    cos, sin = dft_matrices(width, width // 2 + 1, like)
+    weight = _mirror_weight(width, like)
     return torch.cat([cos, -sin]), torch.cat([cos * weight, -sin * weight]).t()
 
 
 def use_factored(height: int) -> bool:
     """Whether ``filter_spectrum`` factors the transform along a grid of ``height`` rows."""
-    return (height % FACTOR_RADIX == 0) & (height >= 4 * FACTOR_RADIX)
+    return height % FACTOR_RADIX == 0 and height >= 4 * FACTOR_RADIX
 
 
 def _filter_factored(x: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
@@ -214,7 +216,7 @@ def _filter_factored(x: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
     m, rest = height // radix, bins * channels
     (outer, forward, inverse, outer_inverse), order = _factored_matrices(height, radix, x)
     to_spectrum, from_spectrum = _real_axis_matrices(width, x)
-    spectrum = to_spectrum @ x.reshape(batch, height, width, channels)  # (B, H, 2 bins, C)
+    spectrum = to_spectrum @ x  # (B, H, 2 bins, C)
     steps = outer @ spectrum.reshape(batch, radix, m * 2 * rest)
     both = forward @ steps.reshape(batch, radix, 4 * m, rest)  # Z and i Z
     parts = filt.index_select(0, order).movedim(-1, 0)  # (2, H, bins, C) in (k1, k2) order

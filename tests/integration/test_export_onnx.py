@@ -106,17 +106,25 @@ def test_timm_affnet_with_checkpoint_through_the_tool(tmp_path):
     assert max_abs_diff(session, model.eval(), torch.rand(1, 3, 45, 77) * 255) <= 1e-4
 
 
-def test_timm_backbone_features_verify_and_benchmark_sizes(tmp_path):
+def test_timm_backbone_features_verify_benchmark_and_profile(tmp_path):
     """``--features``: the feature maps of a timm backbone, one output per level;
-    ``--verify`` / ``--benchmark`` at the sizes given."""
+    ``--verify`` / ``--benchmark`` / ``--profile`` at the sizes given."""
     out = str(tmp_path / 'affnet_et_features.onnx')
     proc = run_tool('export_onnx.py', 'affnet_et', '--features', '--out', out, '--shape', '64',
                     '64', '--dynamic', '--verify', '64x64', '50x70', '--tolerance', '1e-4',
-                    '--benchmark', '48x64', '--repeats', '1')
+                    '--benchmark', '48x64', '--repeats', '1', '--profile', '40x56')
     assert [line.split(':')[0] for line in proc.stdout.splitlines() if 'within' in line] == \
         ['verify 64x64', 'verify 50x70'], proc.stdout
     assert 'benchmark 48x64' in proc.stdout and 'ONNX Runtime' in proc.stdout
-    outputs = run_onnx(onnx_session(out), torch.rand(1, 3, 50, 70) * 255)
+    profile = proc.stdout[proc.stdout.index('profile 40x56'):].splitlines()
+    onnx_rows = profile[2:profile.index('PyTorch eager, by operator (self time)')]
+    assert profile[1] == 'ONNX Runtime, by operator type' and onnx_rows[-1].split()[0] == '(all)'
+    assert any(row.split()[0] == 'Conv' for row in onnx_rows), profile
+    assert any('convolution' in row for row in profile[len(onnx_rows) + 3:]), profile
+    session = onnx_session(out)
+    assert session.get_session_options().get_session_config_entry(
+        'session.intra_op.allow_spinning') == '0'
+    outputs = run_onnx(session, torch.rand(1, 3, 50, 70) * 255)
     assert [tuple(o.shape) for o in outputs] == [(1, 32, 25, 35), (1, 48, 13, 18),
                                                  (1, 64, 7, 9), (1, 104, 4, 5), (1, 144, 2, 3)]
 
@@ -127,6 +135,8 @@ def test_timm_backbone_features_verify_and_benchmark_sizes(tmp_path):
     (['affnet_et', '--dft', 'fft'], "invalid choice: 'fft'"),
     (['affnet_et', '--shape', '32', '32', '--verify', '48x48'],
      'exported for 32x32 only (add --dynamic)'),
+    (['affnet_et', '--shape', '32', '32', '--profile', '48x48'],
+     '--profile 48x48: without --dynamic the file is exported for 32x32 only'),
     (['affnet_et', '--verify', '48'], 'give sizes as HxW'),
 ])
 def test_tool_refuses_bad_arguments(args, message, tmp_path):
