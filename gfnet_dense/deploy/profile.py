@@ -3,10 +3,16 @@ the PyTorch model it came from, on the same image."""
 import collections
 import json
 import os
-from typing import Dict
+import tempfile
+from typing import Dict, List
 
 import torch
 from torch import nn
+
+
+#: operators whose kernel time holds the nodes of their subgraphs, which the
+#: profiler reports on their own as well
+CONTROL_FLOW_OPS = ('If', 'Loop', 'Scan')
 
 
 def onnx_operator_ms(path: str, image: torch.Tensor, threads: int = 0,
@@ -15,26 +21,37 @@ def onnx_operator_ms(path: str, image: torch.Tensor, threads: int = 0,
     profiler, kernel times), over ``runs`` runs after one warm-up run."""
     import onnxruntime as ort
     from .onnx_export import session_options
-    options = session_options(threads)
-    options.enable_profiling = True
-    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: image.numpy()}
-    for _ in range(runs + 1):
-        session.run(None, feed)
-    events = _kernel_events(session.end_profiling())
-    per_run = len(events) // (runs + 1)  # every run of one input runs the same kernels
+    with tempfile.TemporaryDirectory() as folder:
+        options = session_options(threads)
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(folder, 'profile')
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        feed = {session.get_inputs()[0].name: image.numpy()}
+        for _ in range(runs + 1):
+            session.run(None, feed)
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    return operator_totals(events, skip_runs=1)
+
+
+def operator_totals(events: List[dict], skip_runs: int = 0) -> Dict[str, float]:
+    """Milliseconds per run by operator type from ONNX Runtime profiler ``events``:
+    the kernel times of the nodes inside each ``model_run`` after the first
+    ``skip_runs``, control-flow nodes left out (``CONTROL_FLOW_OPS``)."""
+    runs = sorted((e['ts'], e['ts'] + e['dur']) for e in events
+                  if e.get('cat') == 'Session' and e.get('name') == 'model_run')[skip_runs:]
+    if not runs:
+        raise ValueError(f'the profile holds no run after the first {skip_runs}')
     totals = collections.defaultdict(float)
-    for event in events[per_run:]:  # the first run warms up
-        totals[event['args']['op_name']] += event['dur'] / 1e3 / runs
+    for event in events:
+        if event.get('cat') != 'Node' or not event.get('name', '').endswith('_kernel_time'):
+            continue
+        op_type = event['args']['op_name']
+        if op_type in CONTROL_FLOW_OPS:
+            continue
+        if any(start <= event['ts'] <= end for start, end in runs):
+            totals[op_type] += event['dur'] / 1e3 / len(runs)
     return dict(totals)
-
-
-def _kernel_events(profile_file: str):
-    with open(profile_file) as f:
-        events = json.load(f)
-    os.remove(profile_file)
-    return [e for e in events
-            if e.get('cat') == 'Node' and e.get('name', '').endswith('_kernel_time')]
 
 
 def torch_operator_ms(model: nn.Module, image: torch.Tensor, runs: int = 3) -> Dict[str, float]:

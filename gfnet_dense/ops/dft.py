@@ -268,20 +268,32 @@ def filter_spectrum(x: torch.Tensor, filt: torch.Tensor, dim: Dims = (-2, -1)) -
     Exported in the matrix form, the product is written on real and imaginary
     parts, so the graph holds no complex tensor to split (ONNX Runtime copies
     each split out of the interleaved pairs); a channels-last ``(B, H, W, C)``
-    grid with a ``(H, W // 2 + 1, C)`` filter and a fixed H (a fixed-size export)
-    is transformed along H in factored steps where ``use_factored(H)``
-    (``_filter_factored``).
+    grid of fixed size (a fixed-size export) with a whole ``(H, W // 2 + 1, C)``
+    filter is transformed along H in factored steps where ``use_factored(H)``
+    (``_factorable``, ``_filter_factored``).
     """
     size = (x.shape[dim[0]], x.shape[dim[1]])
     if not _matmul_form():
         return irfft2(rfft2(x, dim) * filt, size, dim)
     parts = torch.view_as_real(filt)
-    if x.dim() == 4 and tuple(d % 4 for d in dim) == (1, 2) and filt.dim() == 3:
-        # a symbolic H stays in the direct form: splitting it into (r, m) makes
-        # torch.export guard on H % r == 0, i.e. fix the choice for every size
-        if isinstance(x.shape[1], int) and use_factored(x.shape[1]):
-            return _filter_factored(x, parts)
+    if _factorable(x, parts, dim):
+        return _filter_factored(x, parts)
     return _filter_direct(x, parts, dim)
+
+
+def _factorable(x: torch.Tensor, parts: torch.Tensor, dim: Dims) -> bool:
+    """Whether ``filter_spectrum`` takes the factored form: a channels-last grid of
+    fixed size (a symbolic H stays in the direct form: splitting it into ``(r, m)``
+    makes torch.export guard on ``H % r == 0``, i.e. fix the choice for every
+    size) whose height ``use_factored`` accepts, with a whole ``(H, W // 2 + 1, C)``
+    filter (real view ``parts``) of ``x``'s dtype (no broadcasting, no promotion)."""
+    if x.dim() != 4 or tuple(d % 4 for d in dim) != (1, 2):
+        return False
+    if not all(isinstance(n, int) for n in x.shape):
+        return False
+    _, height, width, channels = x.shape
+    return (use_factored(height) and parts.dtype == x.dtype
+            and tuple(parts.shape) == (height, width // 2 + 1, channels, 2))
 
 
 def _filter_direct(x: torch.Tensor, filt: torch.Tensor, dim: Dims = (1, 2)) -> torch.Tensor:
