@@ -9,6 +9,7 @@ from typing import Dict, List
 import torch
 from torch import nn
 
+from .onnx_export import session_options
 
 #: operators whose kernel time holds the nodes of their subgraphs, which the
 #: profiler reports on their own as well
@@ -20,7 +21,6 @@ def onnx_operator_ms(path: str, image: torch.Tensor, threads: int = 0,
     """Milliseconds per run spent in each ONNX operator type (ONNX Runtime's
     profiler, kernel times), over ``runs`` runs after one warm-up run."""
     import onnxruntime as ort
-    from .onnx_export import session_options
     with tempfile.TemporaryDirectory() as folder:
         options = session_options(threads)
         options.enable_profiling = True
