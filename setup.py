@@ -19,7 +19,7 @@ INSTALL_REQUIRES = [
     'ftfy==6.3.1',
     'regex==2026.11.15',
 ]
-TESTS_REQUIRE = ['pytest==9.2.0', 'scikit-learn==1.9.1']
+TESTS_REQUIRE = ['pytest==9.2.0', 'scikit-learn==1.9.1', 'hypothesis==6.170.27']
 # ONNX export and ONNX Runtime inference (tools/export_onnx.py): pip install -e .[deploy]
 DEPLOY_REQUIRE = ['onnx==1.23.2', 'onnxscript==0.7.2', 'onnxruntime==1.32.0']
 

@@ -33,8 +33,8 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 from gfnet_dense import AFFNet  # noqa: E402
-from gfnet_dense.checkpoint import load_into  # noqa: E402
-from gfnet_dense.cvnets_layout import cvnets_to_ours  # noqa: E402
+from gfnet_dense.checkpoints import load_into  # noqa: E402
+from gfnet_dense.checkpoints.cvnets import cvnets_to_ours  # noqa: E402
 
 PUBLIC_MODES = {'et': 'xx_small', 't': 'x_small', 's': 'small'}
 

@@ -36,9 +36,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from gfnet_dense.checkpoint import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
+from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
                                     load_into, read_checkpoint, unwrap_state_dict)
-from gfnet_dense.cvnets_layout import (cvnets_to_ours, is_cvnets_layout,  # noqa: E402
+from gfnet_dense.checkpoints.cvnets import (cvnets_to_ours, is_cvnets_layout,  # noqa: E402
                                        ours_to_cvnets)
 from gfnet_dense.mm import AFFNet, GFNet, GFNetH  # noqa: E402
 from gfnet_dense.models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS  # noqa: E402

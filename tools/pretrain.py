@@ -39,7 +39,9 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 from torchvision.datasets import ImageFolder  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers the classifiers)
-from gfnet_dense.checkpoint import adapt_state_dict, load_into, read_checkpoint  # noqa: E402
+from gfnet_dense.checkpoints import (adapt_state_dict, check_finite,  # noqa: E402
+                                     check_training_state, load_into, read_checkpoint,
+                                     unwrap_state_dict)
 
 logger = logging.getLogger('pretrain')
 
@@ -205,6 +207,13 @@ def read_training_checkpoint(path: str) -> dict:
     keys = set(ckpt) if isinstance(ckpt, dict) else set()
     lacking = [k for k in TRAINING_STATE if k not in keys]
     if not lacking:
+        if isinstance(ckpt['epoch'], bool) or not isinstance(ckpt['epoch'], int) \
+                or ckpt['epoch'] < 0:
+            raise ValueError(f'--resume {path!r}: its epoch is {ckpt["epoch"]!r}, not a count')
+        if ckpt.get('model_ema') is not None:
+            check_finite(unwrap_state_dict(ckpt['model_ema']), f'--resume {path!r} (model_ema)')
+        check_training_state({k: ckpt.get(k) for k in ('optimizer', 'scheduler', 'scaler')},
+                             path)
         return ckpt
     todo = f'to train from its weights, start a new run with --finetune {path}'
     if {'meta', 'state_dict'} <= keys:

@@ -12,7 +12,10 @@ import os.path as osp
 import re
 from typing import List, Optional, Union
 
-from ..checkpoint import CheckpointMismatchError, mismatch_report, read_checkpoint
+import torch
+
+from ..checkpoints import (CheckpointMismatchError, check_finite, check_training_state,
+                           mismatch_report, read_checkpoint, show_keys)
 from ..models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS
 from .backbones import AFFNet, GFNet, GFNetH
 
@@ -156,6 +159,7 @@ def check_checkpoint_fits(model, checkpoint: Union[str, dict], resume: bool = Fa
                 "tools/convert_checkpoint.py file), where MMEngine does not look for them")
     else:
         state = checkpoint
+    _check_state_dict(state, name)
     model = unwrap_model(model)
     targets = model.state_dict()
     preprocessor = [k for k in targets if k.startswith('data_preprocessor.')]
@@ -174,11 +178,28 @@ def check_checkpoint_fits(model, checkpoint: Union[str, dict], resume: bool = Fa
         report = 'MMEngine would load none of its weights'
     if report:
         raise CheckpointMismatchError(f'{name}: {report}{hint}')
+    check_finite(state, name)
     if resume and not {'meta', 'message_hub'} <= set(checkpoint):
         raise CheckpointMismatchError(
             f'{name} holds weights but no training state (MMEngine\'s meta, message_hub): '
             'it was not written by tools/train.py, so training cannot resume from it. '
             f'To start a new run from its weights use --cfg-options load_from={path or "PATH"}')
+    if resume:
+        check_training_state({k: checkpoint.get(k) for k in ('optimizer', 'param_schedulers')},
+                             path or 'the checkpoint')
+
+
+def _check_state_dict(state, name: str) -> None:
+    """A state dict maps string names to dense tensors; say which entries do not."""
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f'{name}: its state dict is a {type(state).__name__}, '
+                                      'not a dict of tensors')
+    bad = [k for k, v in state.items() if not isinstance(k, str)
+           or not isinstance(v, torch.Tensor) or v.layout != torch.strided]
+    if bad:
+        raise CheckpointMismatchError(
+            f'{name}: {len(bad)} state dict entries are not string keys with dense tensors '
+            f'({show_keys(bad)}); it is not a model\'s weights')
 
 
 def _strip_module(state: dict) -> dict:

@@ -1,10 +1,12 @@
-"""The checkpoint policy of ``gfnet_dense.serialization`` for MMEngine's loaders.
+"""The checkpoint policy of ``gfnet_dense.checkpoints`` for MMEngine's loaders.
 
 MMEngine reads ``load_from``, ``resume`` and test checkpoints through
 ``CheckpointLoader``'s scheme table. ``safe_checkpoint_loading()`` swaps that
-table for the duration of a ``with`` block: local files and ``http(s)://`` URLs
-load under the policy, every other scheme (``s3://``, ``open-mmlab://``, ...)
-is refused; the previous table is restored afterwards. Our tools wrap their run
+table for the duration of a ``with`` block: local files, ``http(s)://`` URLs and
+MMEngine's ``open-mmlab://``, ``mmcls://`` and ``torchvision://`` names load
+under the policy (downloads with a timeout, a size cap and checked contents);
+every other scheme (``s3://``, ``pavi://``, ...) is refused; the previous table
+is restored afterwards. Our tools wrap their run
 in it. In MMSeg's / MMDet's own tools, add one line to the config::
 
     custom_hooks = [dict(type='SafeCheckpointLoadingHook')]
@@ -17,22 +19,23 @@ import contextlib
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ..serialization import download, load_file
+from ..checkpoints import load_file, read_checkpoint
+from ..checkpoints.download import HTTP_SCHEMES, MMENGINE_SCHEMES
 
 
 def _load_local(filename, map_location=None):
     return load_file(filename, map_location)
 
 
-def _load_url(filename, map_location=None, model_dir=None, **_):
-    return load_file(download(filename, model_dir), map_location)
+def _load_remote(filename, map_location=None, *args, **kwargs):
+    return read_checkpoint(filename, map_location)
 
 
 def _refuse_scheme(prefix: str):
     def refuse(filename, map_location=None, *args, **kwargs):
         raise ValueError(f'checkpoint {filename!r}: the {prefix!r} scheme is not read under '
                          'the safe loading policy; download the file and give its local '
-                         'path or an http(s) URL')
+                         'path, an http(s) URL or an open-mmlab:// / torchvision:// name')
     return refuse
 
 
@@ -42,7 +45,7 @@ def safe_checkpoint_loading():
     from mmengine.runner.checkpoint import CheckpointLoader
     saved = CheckpointLoader._schemes
     table = {prefix: _refuse_scheme(prefix) for prefix in saved}
-    table.update({'': _load_local, 'http://': _load_url, 'https://': _load_url})
+    table.update({'': _load_local, **{prefix: _load_remote for prefix in HTTP_SCHEMES + MMENGINE_SCHEMES}})
     # longest prefix first, as MMEngine's own table is ordered
     CheckpointLoader._schemes = dict(sorted(table.items(), key=lambda t: t[0], reverse=True))
     try:

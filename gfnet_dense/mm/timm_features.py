@@ -11,8 +11,8 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from ..checkpoint import (CheckpointMismatchError, check_finite, load_into, mismatch_report,
-                          read_checkpoint, unwrap_state_dict)
+from ..checkpoints import (CheckpointMismatchError, check_finite, load_into, mismatch_report,
+                           read_checkpoint, select_prefix, unwrap_state_dict)
 from .backbones import _MMBackboneMixin, _normalize_indices
 
 
@@ -129,13 +129,8 @@ class TimmFeatures(_MMBackboneMixin, BaseModule):
         if unsupported:
             raise ValueError(f'init_cfg of type Pretrained got unsupported keys '
                              f'{sorted(unsupported)}; it takes checkpoint, prefix, map_location')
-        state = unwrap_state_dict(read_checkpoint(checkpoint, map_location),
-                                  strip_backbone=not prefix)
-        if prefix:
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not state:
-                raise CheckpointMismatchError(f'no weights under prefix {prefix!r} in '
-                                              f'{checkpoint!r}')
+        state = read_checkpoint(checkpoint, map_location)
+        state = select_prefix(state, prefix, checkpoint) if prefix else unwrap_state_dict(state)
         check_finite(state)
         own = self.state_dict()
         if any(k in own for k in state):  # this backbone's own layout (MMEngine checkpoint)

@@ -23,7 +23,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from ..checkpoint import adapt_state_dict
+from ..checkpoints import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
 from ..ops.config import (conv_memory_format, decision_device, mbconv_strip_rows,
                           use_fast_inference, use_folded_batch_norm)

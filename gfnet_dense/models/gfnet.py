@@ -23,7 +23,7 @@ from torch import nn
 from .. import ops
 from ..layers import (EvalCacheMixin, GlobalFilter, Mlp, PatchEmbed, check_image_batch,
                       grid_after, resize_pos_embed, run_blocks, to_2tuple)
-from ..checkpoint import adapt_state_dict
+from ..checkpoints import adapt_state_dict
 from .features import check_output_fmt, to_output_fmt
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.

@@ -135,7 +135,7 @@ def test_convert_wrong_variant_and_corrupt_file(tmp_path):
     assert corrupt.returncode != 0 and 'corrupt' in corrupt.stderr
     assert not osp.exists(tmp_path / 'o.pth')
     with pytest.raises(CheckpointMismatchError):
-        from gfnet_dense.checkpoint import read_checkpoint
+        from gfnet_dense.checkpoints import read_checkpoint
         read_checkpoint(str(bad))
 
 

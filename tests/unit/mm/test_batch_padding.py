@@ -7,7 +7,7 @@ so an image's features depend on the canvas it was padded into, never on the
 other images' content:
 
 * the same canvas (alone or with images of the same padded size, or a fixed
-  ``Pad`` size) gives bit-identical features;
+  ``Pad`` size) gives the same features (to float32 rounding);
 * a larger canvas (a batch with a bigger image) changes the image's features.
   Measured here (random init, ``layer_scale_init=1e-2``, 150x230 image in a
   160x256 vs 320x416 canvas, seeds 0-2), relative L2 difference over the
@@ -89,8 +89,11 @@ def test_same_canvas_gives_identical_features(seed):
     first, canvas_first = region_features(model, [image, same_padded])
     second, canvas_second = region_features(model, [same_padded, image], index=1)
     assert canvas == canvas_first == canvas_second == (160, 256)
+    # bit-identical on some CPUs; on others (AMD EPYC) oneDNN's kernels for batch 1 and 2
+    # round differently in the later stages: up to 2.7e-8 relative, measured. 1e-6 is float32
+    # rounding, three orders below the smallest effect of a larger canvas (3.4e-5, below)
     for a, b, c in zip(alone, first, second):
-        assert torch.equal(a, b) and torch.equal(a, c)  # measured: bit-identical
+        assert relative_difference(b, a) < 1e-6 and relative_difference(c, a) < 1e-6
 
 
 # relative difference per stage, measured on seeds 0-2 (min-max over seeds and stages):

@@ -14,7 +14,7 @@ import gfnet_dense  # noqa: F401  (registers the backbones)
 from crafted import write_crafted
 from gfnet_dense import CheckpointMismatchError, TimmFeatures
 from gfnet_dense.mm.model_checks import check_model_widths
-from gfnet_dense.serialization import UnsafeCheckpointError
+from gfnet_dense.checkpoints import UnsafeCheckpointError
 from helpers import ROOT
 
 WIDTHS = {'resnet18': [64, 128, 256, 512], 'convnext_nano': [80, 160, 320, 640]}

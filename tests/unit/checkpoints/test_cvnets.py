@@ -14,10 +14,11 @@ import timm
 import torch
 
 from gfnet_dense import AFFNet, CheckpointMismatchError
-from gfnet_dense.cvnets_layout import cvnets_to_ours, is_cvnets_layout, ours_to_cvnets
+from gfnet_dense.checkpoints.cvnets import cvnets_to_ours, is_cvnets_layout, ours_to_cvnets
 from helpers import run_tool
 
-FIXTURE = osp.join(osp.dirname(osp.dirname(__file__)), 'fixtures', 'affnet_cvnets_keys.json')
+TESTS = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+FIXTURE = osp.join(TESTS, 'fixtures', 'affnet_cvnets_keys.json')
 with open(FIXTURE) as f:
     PUBLIC_KEYS = json.load(f)
 VARIANTS = ('affnet_et', 'affnet_t', 'affnet_s')
@@ -162,3 +163,37 @@ def test_convert_checkpoint_refuses_cvnets_for_gfnet(public_files, tmp_path):
                       check=False)
     assert result.returncode != 0
     assert 'not an AFFNet' in result.stderr
+
+
+# written by hand from the public model's module names (cvnets) and ours, not from the mapping
+HAND_MAPPED = {
+    'conv_1.block.conv.weight': 'stem.0.weight',
+    'conv_1.block.norm.running_var': 'stem.1.running_var',
+    'layer_1.0.block.exp_1x1.block.conv.weight': 'stages.0.0.block.0.0.weight',
+    'layer_2.1.block.red_1x1.block.norm.bias': 'stages.1.1.block.2.1.bias',
+    'layer_3.0.block.conv_3x3.block.norm.weight': 'stages.2.downsample.block.1.1.weight',
+    'layer_3.1.global_rep.0.filter.w1': 'stages.2.blocks.0.filter.w1',
+    'layer_3.1.global_rep.1.norm2.bias': 'stages.2.blocks.1.norm2.bias',
+    'layer_3.1.global_rep.0.mlp.block.red_1x1.block.conv.weight':
+        'stages.2.blocks.0.mlp.block.2.0.weight',
+    'layer_3.1.global_rep.2.weight': 'stages.2.norm.weight',
+    'layer_3.1.conv_proj.block.conv.weight': 'stages.2.proj.0.weight',
+    'layer_3.1.fusion.block.norm.bias': 'stages.2.fusion.1.bias',
+    'conv_1x1_exp.block.norm.weight': 'conv_1x1_exp.1.weight',
+    'classifier.fc.bias': 'head.bias',
+}
+
+
+def test_mapping_matches_hand_written_names():
+    """Each kind of key lands where the module names say, carrying its own tensor (two
+    tensors of one shape swapped would pass a shape-only check)."""
+    public = public_state('affnet_et')
+    assert HAND_MAPPED.keys() <= public.keys()
+    ours = cvnets_to_ours(public)
+    model_keys = timm.create_model('affnet_et').state_dict().keys()
+    for cvnets_key, our_key in HAND_MAPPED.items():
+        assert our_key in model_keys, our_key
+        assert ours[our_key] is public[cvnets_key], (cvnets_key, our_key)
+    back = ours_to_cvnets(ours)
+    for cvnets_key in HAND_MAPPED:
+        assert back[cvnets_key] is public[cvnets_key], cvnets_key

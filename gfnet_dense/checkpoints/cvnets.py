@@ -12,7 +12,7 @@ segmentation checkpoints hold the same weights under ``encoder.`` beside
 one, under ``stem``, ``stages.0..4``, ``conv_1x1_exp`` and ``head``.
 
 Only names change: the tensors are the same objects. Loading stays strict
-(``gfnet_dense.checkpoint.load_into``): a key that maps to nothing in the model
+(``gfnet_dense.checkpoints.load_into``): a key that maps to nothing in the model
 is reported, never dropped.
 """
 import re
@@ -35,11 +35,20 @@ def is_cvnets_layout(state: State) -> bool:
                                     _ENCODER + 'conv_1.block.conv.weight'))
 
 
-def _mv2_names(state: State, block_prefix: str) -> List[str]:
+def _block_children(state: State) -> Dict[str, set]:
+    """``{'<...>.block.': {child indices}}`` for every ``block.<i>.`` in our keys, in one
+    pass (the mapping stays linear in the number of keys)."""
+    children = defaultdict(set)
+    for key in state:
+        for match in re.finditer(r'block\.(\d+)\.', key):
+            children[key[:match.start()] + 'block.'].add(match[1])
+    return children
+
+
+def _mv2_names(children: Dict[str, set], block_prefix: str) -> List[str]:
     """The cvnets child names of the MobileNetV2 block under ``block_prefix`` in
-    our ``state`` (three convs with the 1x1 expansion, two without)."""
-    indices = {k[len(block_prefix):].split('.')[0] for k in state if k.startswith(block_prefix)}
-    return list(_MV2_WITH_EXPANSION[-len(indices):])
+    our keys (three convs with the 1x1 expansion, two without)."""
+    return list(_MV2_WITH_EXPANSION[-len(children[block_prefix]):])
 
 
 def _conv_norm(index: str) -> str:
@@ -54,8 +63,10 @@ def ours_to_cvnets(state: State) -> State:
         if match:
             depths[match.group(1)].add(match.group(2))
 
+    children = _block_children(state)
+
     def mv2(prefix: str, index: str, rest: str) -> str:
-        names = _mv2_names(state, prefix)
+        names = _mv2_names(children, prefix)
         return f'block.{names[int(index)]}.{rest}'
 
     out = {}
@@ -101,6 +112,7 @@ def cvnets_to_ours(state: State) -> State:
         if match:
             depths[match[1]] = max(depths[match[1]], int(match[2]))  # the last one: the norm
 
+    expanded = {key[:key.index('exp_1x1.')] for key in state if 'exp_1x1.' in key}
     out = {}
     for key, value in state.items():
         new = re.sub(r'^conv_1\.', 'stem.', key)
@@ -116,8 +128,8 @@ def cvnets_to_ours(state: State) -> State:
         new = re.sub(r'^layer_(\d)\.1\.fusion\.', lambda m: f'stages.{int(m[1]) - 1}.fusion.', new)
         block = re.match(r'(.*\.block\.)(exp_1x1|conv_3x3|red_1x1)\.', new)
         if block:
-            expanded = any(k.startswith(key[:key.index(block[2])] + 'exp_1x1.') for k in state)
-            names = list(_MV2_WITH_EXPANSION if expanded else _MV2_WITH_EXPANSION[1:])
+            with_expansion = key[:key.index(block[2])] in expanded
+            names = list(_MV2_WITH_EXPANSION if with_expansion else _MV2_WITH_EXPANSION[1:])
             new = f'{block[1]}{names.index(block[2])}.' + new[block.end():]
         new = new.replace('.block.conv.', '.0.').replace('.block.norm.', '.1.')
         out[new] = value

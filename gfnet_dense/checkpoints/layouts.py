@@ -4,40 +4,25 @@ Layouts: the released ImageNet files (``{'model': state_dict}``), plain state
 dicts, our pretraining checkpoints (``{'model': ..., 'optimizer': ...}``) and
 MMEngine checkpoints of a segmentor / detector (``{'state_dict': {'backbone.*'}}``),
 and the public AFFNet's cvnets layout (classifier or DeepLabv3 encoder; renamed
-by ``gfnet_dense.cvnets_layout``).
+by ``gfnet_dense.checkpoints.cvnets``).
 Position embeddings and global filters are resized to the model; anything else
 that does not fit raises ``CheckpointMismatchError`` listing every offending key.
 """
-import warnings
 from typing import Dict, Iterable, Optional
 
 import torch
 from torch import nn
 
-from .cvnets_layout import cvnets_to_ours, is_cvnets_layout
-from .layers import GlobalFilter, infer_grid_size, resize_filter, resize_pos_embed
-from .serialization import UnsafeCheckpointError, load_checkpoint
+from ..layers import GlobalFilter, infer_grid_size, resize_filter, resize_pos_embed
+from .checks import CheckpointMismatchError, check_finite, show_key, show_keys
+from .cvnets import cvnets_to_ours, is_cvnets_layout
+
+# stored grids (filters, pos_embed) larger than this many times the model's, per side,
+# are refused: resizing costs grow with the stored size (a 1024 checkpoint at 224 is 4.6x)
+MAX_GRID_RATIO = 8
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model (wrong variant, corrupt or foreign file)."""
-
-
-def read_checkpoint(path: str, map_location='cpu') -> dict:
-    """Load a checkpoint file or ``http(s)://`` URL under the safe loading policy
-    (``gfnet_dense.serialization``), with clear errors for missing, unreadable and
-    unsafe files."""
-    try:
-        return load_checkpoint(path, map_location)
-    except (UnsafeCheckpointError, OSError):  # unsafe, missing, a directory, no download
-        raise
-    except Exception as err:  # truncated zip, random bytes, ...
-        raise CheckpointMismatchError(
-            f'could not read checkpoint {path!r} ({type(err).__name__}: {err}); '
-            'the file is corrupt, truncated or not a PyTorch / safetensors checkpoint') from err
-
-
-def unwrap_state_dict(checkpoint: dict, strip_backbone: bool = True) -> Dict[str, torch.Tensor]:
+def unwrap_state_dict(checkpoint, strip_backbone: bool = True) -> Dict[str, torch.Tensor]:
     """The model weights inside any supported checkpoint layout, ``module.`` removed and,
     with ``strip_backbone``, only the ``backbone.`` weights of a whole segmentor / detector."""
     if not isinstance(checkpoint, dict):
@@ -47,22 +32,36 @@ def unwrap_state_dict(checkpoint: dict, strip_backbone: bool = True) -> Dict[str
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
+    not_str = [k for k in checkpoint if not isinstance(k, str)]
+    if not_str:
+        raise CheckpointMismatchError(
+            f'checkpoint state dict has {len(not_str)} keys that are not strings '
+            f'({show_keys(not_str)}); a state dict maps parameter names to tensors')
     state = {k[len('module.'):] if k.startswith('module.') else k: v
              for k, v in checkpoint.items()}
     if strip_backbone and any(k.startswith('backbone.') for k in state):  # a segmentor / detector
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointMismatchError('checkpoint holds no state dict of tensors '
-                                      f'(top-level keys: {sorted(checkpoint)[:10]})')
+                                      f'(top-level keys: {show_keys(sorted(map(str, checkpoint)))})')
+    not_dense = [k for k, v in state.items() if v.layout != torch.strided]
+    if not_dense:
+        raise CheckpointMismatchError(f'checkpoint has non-dense (e.g. sparse) tensors: '
+                                      f'{show_keys(not_dense)}; save dense weights')
     return state
 
 
-def check_finite(state: Dict[str, torch.Tensor]) -> None:
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
+def select_prefix(checkpoint, prefix: str, name: str) -> Dict[str, torch.Tensor]:
+    """The weights under ``prefix`` (e.g. ``'backbone.'``) with it removed, as MMEngine's
+    ``PretrainedInit(prefix=...)`` takes them."""
+    state = unwrap_state_dict(checkpoint, strip_backbone=False)
+    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not picked:
+        starts = sorted({k.split('.')[0] + '.' for k in state})
         raise CheckpointMismatchError(
-            f'checkpoint has NaN or Inf values in {len(bad)} tensors: {bad[:20]}; '
-            'the file is corrupt or comes from a diverged run')
+            f"no weights under prefix '{show_key(prefix)}' in '{show_key(name)}' "
+            f'(its keys start like {show_keys(starts)})')
+    return picked
 
 
 def _pos_grid(num_tokens: int, name: str) -> tuple:
@@ -104,40 +103,24 @@ def adapt_state_dict(state: dict, model: nn.Module,
         if target is None or target.shape == value.shape:
             continue
         if key == 'pos_embed' and value.dim() == 3 and value.shape[-1] == target.shape[-1]:
-            out[key] = resize_pos_embed(value, _pos_grid(value.shape[1], key), model.pos_grid)
+            grid = _pos_grid(value.shape[1], key)
+            check_grid_ratio(key, grid, model.pos_grid)
+            out[key] = resize_pos_embed(value, grid, model.pos_grid)
         elif key.endswith('complex_weight') and value.dim() == 4 \
                 and value.shape[2:] == target.shape[2:]:
             layer: GlobalFilter = model.get_submodule(key.rsplit('.', 1)[0])
+            grid = infer_grid_size(value.shape)
+            check_grid_ratio(key, grid, layer.grid_size)
             out[key] = resize_filter(value.float(), layer.grid_size, layer.resize_mode,
-                                     infer_grid_size(value.shape)).to(value.dtype).contiguous()
+                                     grid).to(value.dtype).contiguous()
     return out
 
 
-def mismatch_report(targets: Dict[str, torch.Tensor], state: Dict[str, torch.Tensor],
-                    allowed_missing: Iterable[str] = (), what: str = 'the model') -> Optional[str]:
-    """Every missing, unexpected and misfit key of ``state`` against ``targets`` (a
-    model's state dict), as one message; ``None`` when ``state`` fits exactly."""
-    allowed = set(allowed_missing)
-    missing = sorted(k for k in targets if k not in state and k not in allowed)
-    unexpected = sorted(k for k in state if k not in targets)
-    misfit = sorted(f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(targets[k].shape)}'
-                    for k, v in state.items() if k in targets and v.shape != targets[k].shape)
-    if not (missing or unexpected or misfit):
-        return None
-    lines = [f'checkpoint does not fit {what}; is it for another variant or model?']
-    for title, keys in (('shape mismatch', misfit), ('missing in checkpoint', missing),
-                        ('unexpected in checkpoint', unexpected)):
-        if keys:
-            lines.append(f'  {title} ({len(keys)}):\n    ' + '\n    '.join(keys))
-    return '\n'.join(lines)
-
-
-def load_into(model: nn.Module, state: Dict[str, torch.Tensor],
-              allowed_missing: Iterable[str] = ()) -> None:
-    """Strict load, but with one error that lists every missing, unexpected and misfit key."""
-    report = mismatch_report(model.state_dict(), state, allowed_missing, type(model).__name__)
-    if report:
-        raise CheckpointMismatchError(report)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        model.load_state_dict(state, strict=False)
+def check_grid_ratio(key: str, stored, model_grid) -> None:
+    """Refuse a stored grid more than ``MAX_GRID_RATIO`` times the model's per side."""
+    if any(s > MAX_GRID_RATIO * max(m, 1) for s, m in zip(stored, model_grid)):
+        raise CheckpointMismatchError(
+            f'{show_key(key)} is stored for a {stored[0]}x{stored[1]} grid, more than '
+            f'{MAX_GRID_RATIO}x the model\'s {model_grid[0]}x{model_grid[1]} per side; '
+            'build the model at a size nearer the checkpoint\'s (e.g. pretrain_img_size / '
+            'img_size), or convert the file with tools/convert_checkpoint.py --img-size')

@@ -12,9 +12,9 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from crafted import PAYLOADS, PLACES, genuine_message_hub, write_crafted
 from gfnet_dense import GFNetH
-from gfnet_dense.checkpoint import read_checkpoint
+from gfnet_dense.checkpoints import read_checkpoint
 from gfnet_dense.mm.safe_loading import SafeCheckpointLoadingHook, safe_checkpoint_loading
-from gfnet_dense.serialization import UnsafeCheckpointError, load_file
+from gfnet_dense.checkpoints import UnsafeCheckpointError, load_file
 
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_scale_init=1e-2)
 # what each payload's refusal must name
@@ -152,5 +152,5 @@ def test_url_checkpoints_download_and_load_under_the_policy(http_root, sentinel)
         read_checkpoint(f'{base}/evil.pth')
     with safe_checkpoint_loading(), pytest.raises(UnsafeCheckpointError):
         CheckpointLoader.load_checkpoint(f'{base}/evil.pth')
-    with pytest.raises(ConnectionError, match='could not download'):
+    with pytest.raises(ConnectionError, match='HTTP 404'):
         read_checkpoint(f'{base}/missing.pth')
