@@ -39,9 +39,10 @@ from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 from torchvision.datasets import ImageFolder  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers the classifiers)
-from gfnet_dense.checkpoints import (adapt_state_dict, check_finite,  # noqa: E402
-                                     check_training_state, load_into, read_checkpoint,
-                                     unwrap_state_dict)
+from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
+                                     check_finite, check_training_state, load_into,
+                                     read_checkpoint, unwrap_state_dict)
+from gfnet_dense.checkpoints.cli import run_tool  # noqa: E402
 
 logger = logging.getLogger('pretrain')
 
@@ -209,7 +210,8 @@ def read_training_checkpoint(path: str) -> dict:
     if not lacking:
         if isinstance(ckpt['epoch'], bool) or not isinstance(ckpt['epoch'], int) \
                 or ckpt['epoch'] < 0:
-            raise ValueError(f'--resume {path!r}: its epoch is {ckpt["epoch"]!r}, not a count')
+            raise CheckpointMismatchError(f'--resume {path!r}: its epoch is {ckpt["epoch"]!r}, '
+                                          'not a count')
         if ckpt.get('model_ema') is not None:
             check_finite(unwrap_state_dict(ckpt['model_ema']), f'--resume {path!r} (model_ema)')
         check_training_state({k: ckpt.get(k) for k in ('optimizer', 'scheduler', 'scaler')},
@@ -225,8 +227,9 @@ def read_training_checkpoint(path: str) -> dict:
         what = 'a backbone file (tools/convert_checkpoint.py --to backbone)'
     else:
         what = 'a plain state dict'
-    raise ValueError(f'--resume {path!r} is {what}, not a training checkpoint of '
-                     f'tools/pretrain.py: it has no {", ".join(lacking)}; {todo}')
+    raise CheckpointMismatchError(
+        f'--resume {path!r} is {what}, not a training checkpoint of tools/pretrain.py: it has '
+        f'no {", ".join(lacking)}; {todo}')
 
 
 # --------------------------------------------------------------------------- loops
@@ -396,4 +399,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

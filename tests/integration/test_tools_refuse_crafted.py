@@ -1,12 +1,14 @@
-"""Loading never runs code from a file: crafted checkpoints through every tool, and
-MMSeg's own test tool with our config's SafeCheckpointLoadingHook."""
+"""One crafted checkpoint through each tool entry point (code execution, memory
+described by the file, non-finite weights and training state), and MMSeg's own test
+tool with our config's SafeCheckpointLoadingHook. Every class of hostile file goes
+through the loader in-process in tests/unit/checkpoints/test_hostile.py."""
 import os
 import os.path as osp
 
 import pytest
 import torch
 
-from crafted import PAYLOADS, genuine_message_hub, write_crafted
+from crafted import HOSTILE, PAYLOADS, genuine_message_hub, write_crafted
 from gfnet_dense.mm import GFNetH
 from helpers import DEMO_CONFIG, data_options, run_tool
 
@@ -42,15 +44,34 @@ def _demo_state():
     return MODELS.build(cfg.model).state_dict()
 
 
+# tool: (a code-running payload and its place, or a HOSTILE writer), what the refusal names
 TOOL_CASES = {
-    'train_resume': ('numpy_runstring', 'message_hub'),
-    'train_load_from': ('getattr_chain_to_eval', 'optimizer_state'),
-    'test': ('torch_save_call', 'top_level'),
-    'image_demo': ('history_buffer_getattr', 'message_hub'),
-    'convert': ('numpy_runstring', 'optimizer_state'),
-    'pretrain_resume': ('torch_save_call', 'optimizer_state'),
-    'pretrain_finetune': ('getattr_chain_to_eval', 'top_level'),
+    'train_resume': ('void_dtype_object_fields', 'not a numeric dtype'),
+    'train_load_from': (('getattr_chain_to_eval', 'optimizer_state'), NAMED['getattr_chain_to_eval']),
+    'test': ('nan_complex_filter', 'NaN or Inf'),
+    'image_demo': ('void_dtype_object_fields', 'not a numeric dtype'),
+    'convert': ('legacy_unwritten_storage', 'legacy (non-zip) torch file'),
+    'pretrain_resume': ('nan_scheduler_state', 'training state is not usable'),
+    'pretrain_finetune': (('numpy_runstring', 'top_level'), NAMED['numpy_runstring']),
 }
+
+
+def _nan_scheduler_state(path, state_dict):
+    """A tools/pretrain.py checkpoint whose scheduler would train at lr nan."""
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    torch.save({'model': state_dict, 'optimizer': optimizer.state_dict(),
+                'scheduler': {'base_values': [float('nan')], 't_initial': 10}, 'epoch': 0},
+               str(path))
+    return str(path)
+
+
+def _write_case(case, path, state, sentinel):
+    kind, _ = TOOL_CASES[case]
+    if isinstance(kind, tuple):
+        return write_crafted(path, state, *kind, sentinel)
+    if kind == 'nan_scheduler_state':
+        return _nan_scheduler_state(path, state)
+    return HOSTILE[kind][0](path, state)
 
 
 def _tool_args(case, path, demo_root, work_dir):
@@ -83,16 +104,33 @@ def _tool_args(case, path, demo_root, work_dir):
 @pytest.mark.parametrize('case', sorted(TOOL_CASES))
 def test_tools_refuse_crafted_checkpoints(case, demo_root, tmp_path, sentinel):
     from helpers import write_image_folder
-    payload, place = TOOL_CASES[case]
     work_dir = str(tmp_path / 'work')
     os.makedirs(work_dir)
     write_image_folder(osp.join(work_dir, 'images'), classes=2, per_class=(2, 1), size=32)
     state = _demo_state() if case != 'convert' else GFNetH(arch='ti').state_dict()
-    path = write_crafted(tmp_path / 'evil.pth', state, payload, place, sentinel)
+    path = _write_case(case, tmp_path / 'evil.pth', state, sentinel)
     proc = run_tool(*_tool_args(case, path, demo_root, work_dir), check=False, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
-    assert 'refusing to load' in output and NAMED[payload] in output, output[-3000:]
+    assert TOOL_CASES[case][1] in output, output[-3000:]
+    assert 'Traceback' not in proc.stderr.split('Error:')[-1], output[-3000:]
+    outputs = {'image_demo': 'out.png', 'convert': 'out.pth'}
+    assert case not in outputs or not osp.exists(osp.join(work_dir, outputs[case]))
+    assert not [f for f in os.listdir(work_dir) if f.endswith('.pth')], os.listdir(work_dir)
+
+
+def test_image_demo_refuses_a_1x1_image_before_the_checkpoint(tmp_path, sentinel):
+    """An image the tool cannot draw: one line, no traceback, the checkpoint never opened."""
+    from PIL import Image
+    image = str(tmp_path / 'dot.png')
+    Image.new('RGB', (1, 1)).save(image)
+    path = write_crafted(tmp_path / 'evil.pth', {'w': torch.zeros(1)}, 'history_buffer_getattr',
+                         'message_hub', sentinel)
+    proc = run_tool('image_demo.py', image, DEMO_CONFIG, path, '--out',
+                    str(tmp_path / 'out.png'), check=False, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f'error: image {image!r} is 1x1 px (width x height): each side must be at least 2 px'
 
 
 def test_mmseg_own_test_tool_with_our_config(demo_root, tmp_path, sentinel):

@@ -91,3 +91,56 @@ def test_cvnets_key_mapping_is_linear():
     state['conv_1.block.conv.weight'] = None
     outcome = run_isolated(lambda: cvnets_to_ours(state), timeout_s=60)
     assert outcome.kind == 'ok' and outcome.seconds < 30, outcome
+
+
+def _adamw_state():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    return optimizer.state_dict()
+
+
+def _poisoned(edit):
+    state = _adamw_state()
+    edit(state)
+    return state
+
+
+POISONED_OPTIMIZERS = {
+    'nan_lr': (lambda s: s['param_groups'][0].update(lr=float('nan')), 'lr is nan'),
+    'string_lr': (lambda s: s['param_groups'][0].update(lr='abc'), 'lr is str'),
+    'inf_moment': (lambda s: s['state'][0]['exp_avg'].fill_(float('inf')), 'NaN or Inf'),
+    'nan_step': (lambda s: s['state'][0]['step'].fill_(float('nan')), 'NaN or Inf'),
+    'bad_betas': (lambda s: s['param_groups'][0].update(betas=(0.9,)), 'not two numbers'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(POISONED_OPTIMIZERS))
+def test_poisoned_optimizer_state_is_refused_before_the_first_step(name):
+    from gfnet_dense.checkpoints import check_training_state
+    edit, phrase = POISONED_OPTIMIZERS[name]
+    with pytest.raises(CheckpointMismatchError, match=phrase):
+        check_training_state({'optimizer': _poisoned(edit)}, 'run.pth')
+
+
+def test_genuine_training_states_pass_including_infinite_best():
+    """What torch, timm and MMEngine schedulers really hold, ReduceLROnPlateau's infinite
+    ``best`` included."""
+    from mmengine.optim import CosineAnnealingLR, OptimWrapper
+    from timm.scheduler import create_scheduler_v2
+
+    from gfnet_dense.checkpoints import check_training_state
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    assert plateau.state_dict()['best'] == float('inf')
+    timm_scheduler, _ = create_scheduler_v2(optimizer, sched='cosine', num_epochs=2,
+                                            warmup_epochs=1, updates_per_epoch=3)
+    mm_scheduler = CosineAnnealingLR(OptimWrapper(optimizer), T_max=3)
+    check_training_state({'optimizer': _adamw_state(), 'plateau': plateau.state_dict(),
+                          'timm': timm_scheduler.state_dict(),
+                          'param_schedulers': [mm_scheduler.state_dict()]}, 'run.pth')
+    nan_scheduler = dict(timm_scheduler.state_dict(), base_values=[float('nan')])
+    with pytest.raises(CheckpointMismatchError, match='base_values'):
+        check_training_state({'scheduler': nan_scheduler}, 'run.pth')
