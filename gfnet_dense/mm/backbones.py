@@ -7,6 +7,7 @@ these classes add output norms (GFNet), NCHW outputs, freezing and checkpoint
 loading.
 """
 import copy
+import numbers
 import re
 import warnings
 from typing import Optional, Sequence, Tuple, Union
@@ -17,11 +18,11 @@ from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..checkpoints import adapt_state_dict, load_into, read_checkpoint, select_prefix
 from ..models.affnet import AFFNET_ARCHS, AFFNetTrunk
-from ..checkpoint import (CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint,
-                         unwrap_state_dict)
 from ..models.gfnet import GFNET_ARCHS, GFNET_H_ARCHS, HierarchicalGFNet, IsotropicGFNet
 from ..models.variants import resolve_arch
+from .arg_checks import check_backbone_args
 
 
 def _pretrained_init_cfg(init_cfg, pretrained):
@@ -42,14 +43,14 @@ def _variant_settings(arch, table, required, drop_path_rate: Optional[float]) ->
 
 
 def _normalize_indices(indices: Union[int, Sequence[int]], count: int, what: str) -> Tuple[int, ...]:
-    indices = (indices,) if isinstance(indices, int) else tuple(indices)
+    indices = (indices,) if isinstance(indices, numbers.Integral) else tuple(indices)
     if not indices:
         raise ValueError(f'out_indices must name at least one {what}')
     out = []
     for i in indices:
         if not -count <= i < count:
             raise ValueError(f'out_indices entry {i} is out of range for {count} {what}s')
-        out.append(i % count)
+        out.append(int(i) % count)
     return tuple(sorted(set(out)))
 
 
@@ -140,13 +141,7 @@ class _MMBackboneMixin:
                              f'{sorted(unsupported)}; it takes checkpoint, prefix, map_location')
         state = read_checkpoint(checkpoint, map_location)
         if prefix:
-            state = unwrap_state_dict(state, strip_backbone=False)
-            picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not picked:
-                raise CheckpointMismatchError(
-                    f'no weights under prefix {prefix!r} in {checkpoint!r} '
-                    f'(its keys start like {sorted({k.split(".")[0] + "." for k in state})[:8]})')
-            state = picked
+            state = select_prefix(state, prefix, checkpoint)
         rename = self._output_norms_from_checkpoint()
         state = adapt_state_dict(state, self, rename=rename,
                                  drop_prefixes=self._classifier_prefixes)
@@ -191,13 +186,16 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
                  drop_path_rate: Optional[float] = None, filter_resize: str = 'bicubic',
                  mlp_ratio: float = 4.0, init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
+        check_backbone_args('GFNetH', dict(
+            arch=arch, in_channels=in_channels, pretrain_img_size=pretrain_img_size,
+            out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+            with_cp=with_cp, drop_path_rate=drop_path_rate, filter_resize=filter_resize,
+            mlp_ratio=mlp_ratio))
         settings = _variant_settings(arch, GFNET_H_ARCHS, ('embed_dims', 'depths'), drop_path_rate)
         super().__init__(in_chans=in_channels, img_size=pretrain_img_size, mlp_ratio=mlp_ratio,
                          filter_resize=filter_resize, with_cp=with_cp, **settings)
         self.arch = arch
         num_stages = len(self.depths)
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], got {frozen_stages}')
         self._setup(_normalize_indices(out_indices, num_stages, 'stage'), self.embed_dims,
                     frozen_stages, norm_eval, init_cfg, pretrained)
 
@@ -244,14 +242,17 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
                  drop_path_rate: Optional[float] = None, filter_resize: str = 'bicubic',
                  mlp_ratio: float = 4.0, init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
+        check_backbone_args('GFNet', dict(
+            arch=arch, in_channels=in_channels, pretrain_img_size=pretrain_img_size,
+            out_indices=out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
+            with_cp=with_cp, drop_path_rate=drop_path_rate, filter_resize=filter_resize,
+            mlp_ratio=mlp_ratio))
         settings = _variant_settings(arch, GFNET_ARCHS, ('embed_dim', 'depth'), drop_path_rate)
         super().__init__(in_chans=in_channels, img_size=pretrain_img_size, mlp_ratio=mlp_ratio,
                          filter_resize=filter_resize, with_cp=with_cp, **settings)
         self.arch = arch
         if out_indices is None:
             out_indices = [(k + 1) * self.depth // 4 - 1 for k in range(4)]
-        if not -1 <= frozen_stages <= self.depth:
-            raise ValueError(f'frozen_stages must be in [-1, {self.depth}], got {frozen_stages}')
         self._setup(_normalize_indices(out_indices, self.depth, 'block'),
                     [self.embed_dim] * self.depth, frozen_stages, norm_eval, init_cfg, pretrained)
 
@@ -300,14 +301,15 @@ class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
                  drop_path_rate: float = 0.0, output_stride: int = 32,
                  init_cfg: Optional[dict] = None, pretrained: Optional[str] = None):
+        check_backbone_args('AFFNet', dict(
+            arch=arch, in_channels=in_channels, out_indices=out_indices,
+            frozen_stages=frozen_stages, norm_eval=norm_eval, with_cp=with_cp,
+            drop_path_rate=drop_path_rate, output_stride=output_stride))
         settings = _variant_settings(arch, AFFNET_ARCHS, ('widths', 'expand_ratio'),
                                      drop_path_rate)
         super().__init__(in_chans=in_channels, with_cp=with_cp, output_stride=output_stride,
                          **settings)
         self.arch = arch
-        if not -1 <= frozen_stages <= len(self.stages):
-            raise ValueError(f'frozen_stages must be in [-1, {len(self.stages)}], '
-                             f'got {frozen_stages}')
         self._setup(_normalize_indices(out_indices, len(self.stages), 'stage'), None,
                     frozen_stages, norm_eval, init_cfg, pretrained)
 

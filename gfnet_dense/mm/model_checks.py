@@ -17,6 +17,7 @@ import torch
 from ..checkpoints import (CheckpointMismatchError, check_finite, check_training_state,
                            mismatch_report, read_checkpoint, show_keys)
 from ..models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS
+from .arg_checks import check_backbone_args
 from .backbones import AFFNet, GFNet, GFNetH
 
 # backbone type: (class, arch table, key of its widths)
@@ -41,6 +42,7 @@ def backbone_widths(backbone: dict) -> Optional[List[int]]:
         return TimmFeatures(**args).out_channels if 'model_name' in args else None
     if kind not in BACKBONES:
         return None
+    check_backbone_args(kind, backbone)  # ill-typed keys fail here, named, before anything runs
     cls, table, key = BACKBONES[kind]
     arch = backbone.get('arch', _default(cls, 'arch'))
     settings = table.get(arch.lower()) if isinstance(arch, str) else arch

@@ -332,7 +332,7 @@ def test_width_check_reads_out_indices_custom_archs_affnet_and_isotropic():
     with pytest.raises(ValueError, match=r'gives \[512, 512, 512, 512\]'):
         check_model_widths(iso)
     iso.model.backbone.arch = 'ti'  # 12 blocks: out_indices (3, 8, 13, 18) do not exist
-    with pytest.raises(ValueError, match=r"arch='ti'\): out_indices entry 13 is out of range"):
+    with pytest.raises(ValueError, match=r'GFNet\): out_indices entry 13 is out of range for 12'):
         check_model_widths(iso)
 
 
