@@ -39,7 +39,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from gfnet_dense.checkpoints.cli import run_tool  # noqa: E402
+from gfnet_dense.cli import run_tool  # noqa: E402
 from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,  # noqa: E402
                                 max_abs_diff, onnx_session, run_onnx)
 from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET  # noqa: E402

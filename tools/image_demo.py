@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
+from gfnet_dense.cli import InputError, run_tool  # noqa: E402
 from gfnet_dense.mm.model_checks import check_model_widths, load_checked  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -55,10 +56,6 @@ MIN_SIDE = 2
 # (1024:1 for the demo's (512, 128), 800:1 for (400, 400)); far before that the shorter
 # side is a few pixels, below the backbone's stride of 32.
 MAX_ASPECT = 32
-
-
-class InputError(ValueError):
-    """An image file or checkpoint meta the tool cannot use, explained in one line."""
 
 
 def _one_line(err: BaseException) -> str:
@@ -377,8 +374,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from gfnet_dense.checkpoints.cli import run_tool  # refused checkpoints: one line
-    try:
-        run_tool(main)
-    except InputError as err:  # one line, no traceback
-        sys.exit(f'error: {err}')
+    run_tool(main)

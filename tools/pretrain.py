@@ -42,7 +42,7 @@ import gfnet_dense  # noqa: E402,F401  (registers the classifiers)
 from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
                                      check_finite, check_training_state, load_into,
                                      read_checkpoint, unwrap_state_dict)
-from gfnet_dense.checkpoints.cli import run_tool  # noqa: E402
+from gfnet_dense.cli import run_tool  # noqa: E402
 
 logger = logging.getLogger('pretrain')
 

@@ -15,13 +15,14 @@ import math
 import numbers
 from typing import Any, Dict, Optional
 
+from ..cli import InputError
 from ..layers import FILTER_RESIZE_MODES
 from ..models.affnet import AFF_DEPTHS, AFFNET_ARCHS, MV2_DEPTHS
 from ..models.gfnet import GFNET_ARCHS, GFNET_H_ARCHS, GFNET_H_PATCH_SIZES
 from ..models.variants import resolve_arch
 
 
-class BackboneArgumentError(ValueError, TypeError):
+class BackboneArgumentError(InputError, TypeError):
     """A backbone argument of the wrong type or out of range (a ValueError and a TypeError,
     as the checks it replaces raised either)."""
 
