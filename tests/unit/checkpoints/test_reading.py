@@ -154,3 +154,20 @@ def test_url_checkpoints_download_and_load_under_the_policy(http_root, sentinel)
         CheckpointLoader.load_checkpoint(f'{base}/evil.pth')
     with pytest.raises(ConnectionError, match='HTTP 404'):
         read_checkpoint(f'{base}/missing.pth')
+
+
+def test_legacy_download_loads_only_with_its_published_hash(http_root):
+    """MMEngine's open-mmlab:// files are legacy-format; one whose sha256 matches the
+    prefix in its name loads, the same bytes under a name without a hash do not."""
+    import hashlib
+    root, base = http_root
+    legacy = root / 'plain.pth'
+    torch.save({'state_dict': tiny_state()}, legacy, _use_new_zipfile_serialization=False)
+    digest = hashlib.sha256(legacy.read_bytes()).hexdigest()
+    (root / f'weights-{digest[:8]}.pth').write_bytes(legacy.read_bytes())
+    loaded = read_checkpoint(f'{base}/weights-{digest[:8]}.pth')
+    assert loaded['state_dict'].keys() == tiny_state().keys()
+    with pytest.raises(ValueError, match='legacy'):
+        read_checkpoint(f'{base}/plain.pth')
+    with pytest.raises(ValueError, match='legacy'):  # a matching name on a local file proves nothing
+        read_checkpoint(str(root / f'weights-{digest[:8]}.pth'))
