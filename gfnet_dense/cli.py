@@ -22,4 +22,4 @@ def run_tool(main: Callable, *args, **kwargs):
     try:
         return main(*args, **kwargs)
     except REFUSALS as err:
-        sys.exit(f'error: {type(err).__name__}: {err}')
+        sys.exit(f'error: {err}')

@@ -15,13 +15,16 @@ eval mode (float32; both compute the filters in float32). It then
 does the same for the public DeepLabv3 segmentation model (output stride 8): its
 checkpoint file, written with ``torch.save``, goes through our ``AFFNet``
 backbone's ``init_cfg`` and the encoder's deepest map is compared. Exits non-zero
-when a difference exceeds ``--tolerance``. ``--write-keys FILE`` also writes the
-public key names and shapes (the fixture behind ``tests/unit/test_cvnets_layout.py``).
+when a difference exceeds ``--tolerance`` or is not finite (a NaN or inf output on
+either side, or outputs of different shapes), or when parameter counts differ.
+``--write-keys FILE`` also writes the public key names and shapes (the fixture
+behind ``tests/unit/test_cvnets_layout.py``).
 """
 import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import os.path as osp
 import sys
@@ -95,7 +98,43 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.double() - b.double()).abs().max().item()
+    """Largest absolute difference of two outputs of one shape; NaN when either holds a
+    NaN or inf (the comparison means nothing then), inf when the shapes differ (no
+    broadcasting one against the other)."""
+    if a.shape != b.shape:
+        return float('inf')
+    a, b = a.double(), b.double()
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return float('nan')
+    return (a - b).abs().max().item()
+
+
+DIFFERENCE_KEYS = ('256', '320', 'features')  # the row keys holding a max_diff
+
+
+def verdict(rows, tolerance: float):
+    """``(passed, line)``: passes only when every difference is finite and within
+    ``tolerance`` and the parameter counts are equal. A non-finite difference fails
+    (``max(0.0, nan)`` is 0.0, so it is never folded into a running maximum)."""
+    worst, nonfinite, counts_differ = 0.0, [], []
+    for row in rows:
+        for key, value in row.items():
+            if not key.endswith(DIFFERENCE_KEYS):
+                continue
+            if not math.isfinite(value):
+                nonfinite.append(f'{row.get("variant", "?")} {key}: {value}')
+            else:
+                worst = max(worst, value)
+        if row.get('params_public') != row.get('params_ours', row.get('params_public')):
+            counts_differ.append(row.get('variant', '?'))
+    passed = not nonfinite and not counts_differ and worst <= tolerance
+    line = (f'{"PASS" if passed else "FAIL"}: largest difference {worst:.3g} (tolerance '
+            f'{tolerance:g}), parameter counts '
+            + (f'DIFFERENT ({", ".join(counts_differ)})' if counts_differ else 'equal'))
+    if nonfinite:
+        line += ('; non-finite differences (NaN / inf outputs or different shapes): '
+                 + '; '.join(nonfinite))
+    return passed, line
 
 
 def check_classifier(arch: str, sizes, seed: int) -> dict:
@@ -154,7 +193,6 @@ def main(argv=None) -> int:
                  '"Adaptive Frequency Filters" of a microsoft/TokenMixers checkout')
     sys.path.insert(0, osp.abspath(args.public_root))
     torch.set_grad_enabled(False)
-    worst = 0.0
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for arch in args.variants:
@@ -162,11 +200,6 @@ def main(argv=None) -> int:
             rows.append(check_segmentation(arch, (256, 256), args.seed, folder))
     for row in rows:
         print(json.dumps(row))
-        for key, value in row.items():
-            if key.endswith(('256', '320', 'features')):
-                worst = max(worst, value)
-        if row.get('params_public') != row.get('params_ours', row.get('params_public')):
-            worst = float('inf')
     if args.write_keys:
         with open(args.write_keys, 'w') as f:
             keys = {f'affnet_{arch}': public_keys(arch) for arch in args.variants}
@@ -174,10 +207,9 @@ def main(argv=None) -> int:
                          for arch in args.variants})
             json.dump(keys, f, separators=(',', ':'))
         print(f'wrote {args.write_keys}')
-    verdict = 'PASS' if worst <= args.tolerance else 'FAIL'
-    print(f'{verdict}: largest difference {worst:.3g} (tolerance {args.tolerance:g}), '
-          'parameter counts ' + ('equal' if worst != float('inf') else 'DIFFERENT'))
-    return 0 if verdict == 'PASS' else 1
+    passed, line = verdict(rows, args.tolerance)
+    print(line)
+    return 0 if passed else 1
 
 
 if __name__ == '__main__':

@@ -4,13 +4,18 @@ Importing it registers, in MMEngine's root registries (so they build under the
 ``mmseg`` and ``mmdet`` scopes alike): the backbones ``GFNet``, ``GFNetH`` and
 ``AFFNet``, ``TimmFeatures`` (any timm model as a backbone), the hooks
 ``SafeCheckpointLoadingHook`` and ``SegLabelCheckHook`` and the optimizer
-constructor ``LayerDecayOptimWrapperConstructor``.
+constructor ``LayerDecayOptimWrapperConstructor``; and it puts our checkpoint
+loaders in MMEngine's scheme table for local files, URLs and model-zoo names
+(``safe_loading.install_safe_loading``), so MMSeg's and MMDet's inference APIs
+read checkpoints under ``gfnet_dense.checkpoints``' policy.
 """
 from .backbones import AFFNet, GFNet, GFNetH
 from .label_check import SegLabelCheckHook, check_seg_labels
 from .layer_decay import LayerDecayOptimWrapperConstructor
-from .safe_loading import SafeCheckpointLoadingHook, safe_checkpoint_loading
+from .safe_loading import SafeCheckpointLoadingHook, install_safe_loading, safe_checkpoint_loading
 from .timm_features import TimmFeatures
+
+install_safe_loading()  # MMEngine's local / http(s) / model-zoo loaders: safe_loading.py
 
 __all__ = ['AFFNet', 'GFNet', 'GFNetH', 'LayerDecayOptimWrapperConstructor',
            'SafeCheckpointLoadingHook', 'SegLabelCheckHook', 'TimmFeatures', 'check_seg_labels',
