@@ -23,3 +23,27 @@ def run_tool(main: Callable, *args, **kwargs):
         return main(*args, **kwargs)
     except REFUSALS as err:
         sys.exit(f'error: {err}')
+
+
+def finish_distributed() -> None:
+    """End a distributed run that finished: free the runner's process-group
+    references, wait for every rank, then destroy the group while the interpreter
+    is fully alive. Call it after dropping the last reference to the runner.
+
+    A gloo group left to the interpreter's exit aborts the process now and then
+    ("terminate called without an active exception", SIGABRT) after a run that
+    succeeded: its worker threads release the last collectives' tensors, which
+    takes the GIL, and a thread that asks for the GIL while the interpreter
+    finalizes exits by unwinding through a noexcept destructor. Destroying the
+    group joins those threads, but only once nothing else holds it: the runner's
+    DDP wrapper does, and sits in reference cycles, hence the collection first.
+    Only for runs that finished: after an error the other ranks may never reach
+    the barrier.
+    """
+    import gc
+
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()  # the runner, and its DDP model with the group
+        dist.barrier()
+        dist.destroy_process_group()

@@ -42,7 +42,7 @@ import gfnet_dense  # noqa: E402,F401  (registers the classifiers)
 from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
                                      check_finite, check_training_state, load_into,
                                      read_checkpoint, unwrap_state_dict)
-from gfnet_dense.cli import run_tool  # noqa: E402
+from gfnet_dense.cli import finish_distributed, run_tool  # noqa: E402
 
 logger = logging.getLogger('pretrain')
 
@@ -392,9 +392,8 @@ def main(argv=None):
                             scheduler, scaler, ema, epoch, args, metrics)
             with open(osp.join(args.output_dir, 'log.jsonl'), 'a') as f:
                 f.write(json.dumps(metrics) + '\n')
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    del train_model  # a DDP wrapper holds the process group
+    finish_distributed()
     logger.info(f'done at {datetime.datetime.now():%Y-%m-%d %H:%M:%S}')
 
 

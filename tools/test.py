@@ -19,6 +19,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401
+from gfnet_dense.cli import finish_distributed, run_tool  # noqa: E402
 from gfnet_dense.mm.model_checks import check_checkpoint_fits  # noqa: E402
 from gfnet_dense.mm.runtime import (check_data_paths, init_cpu_distributed,  # noqa: E402
                                  parse_with_launcher_args,
@@ -91,8 +92,11 @@ def main(argv=None) -> dict:
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     check_checkpoint_fits(runner.model, args.checkpoint)
     with safe_checkpoint_loading():  # MMEngine loads the checkpoint under the policy
-        return runner.test()
+        metrics = runner.test()
+    del runner  # its DDP model holds the process group
+    finish_distributed()
+    return metrics
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

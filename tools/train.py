@@ -18,6 +18,7 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
+from gfnet_dense.cli import finish_distributed, run_tool  # noqa: E402
 from gfnet_dense.mm.model_checks import check_run_checkpoint  # noqa: E402
 from gfnet_dense.mm.runtime import (CPU_NOTE, check_data_paths,  # noqa: E402
                                  init_cpu_distributed,
@@ -61,7 +62,9 @@ def main(argv=None):
     check_run_checkpoint(runner, cfg)
     with safe_checkpoint_loading():  # MMEngine loads the checkpoint under the policy
         runner.train()
+    del runner  # its DDP model holds the process group
+    finish_distributed()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
