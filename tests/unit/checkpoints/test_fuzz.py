@@ -488,8 +488,7 @@ def test_fuzz_safetensors_headers(tmp_path):
 # now refused (numpy.ndarray is a name, never a callable; set / frozenset / OrderedDict /
 # torch.Size take lists or tuples and are charged per item; strings and arrays per byte;
 # the zip directory is bounded by its byte size).
-def _global(module: str, name: str) -> bytes:
-    return b'c' + module.encode() + b'\n' + name.encode() + b'\n'
+_global = crafted._global  # GLOBAL opcode bytes, as the hand-crafted files write them
 
 
 def _str(text: str) -> bytes:
