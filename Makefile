@@ -15,4 +15,4 @@ test: env
 
 # unit tests only (no end-to-end tool runs): a couple of minutes
 test-fast: env
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow and not needs_registry" tests

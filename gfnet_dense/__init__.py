@@ -6,6 +6,7 @@
 ``'GFNet'``, ``'AFFNet'``), hooks and optimizer constructor; configs load it with
 ``custom_imports=dict(imports=['gfnet_dense'])``.
 """
+from . import flop_handles  # noqa: F401  (FFT formulas for torch's FlopCounterMode)
 from .checkpoints import CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint
 from .demo_data import make_ade20k_demo
 from .layers import FILTER_RESIZE_MODES, GlobalFilter, resize_filter

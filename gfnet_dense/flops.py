@@ -1,45 +1,35 @@
 """FLOPs in the convention of the GFNet paper (and of fvcore, which it used).
 
-Convolutions and matrix products count one multiply-accumulate as one FLOP;
-every FFT over ``N`` points of ``C`` channels counts ``N * C * ceil(log2 N)``, as
-the GFNet authors add by hand (fvcore alone skips FFTs). LayerNorm counts
-``5 * numel`` as in fvcore; other element-wise ops are not counted. Work on
-parameters alone that a model caches per input size in eval (GFNet's resized
-filters and position embedding) is not per-image work: the model runs once
-before counting, so it is excluded.
-"""
-import math
+Convolutions and matrix products count one multiply-accumulate (MAC) as one
+FLOP; every FFT over ``N`` points of ``C`` channels counts ``N * C * ceil(log2 N)``,
+as the GFNet authors add by hand (fvcore alone skips FFTs). Norms and
+resampling count as in fvcore (LayerNorm and GroupNorm ``5 * numel``, BatchNorm
+``2 * numel`` in eval, bilinear upsampling ``4 * output numel``, adaptive average
+pooling ``input numel``); other element-wise ops are not counted. The formulas
+are ``gfnet_dense.flop_handles``' (which also registers them with torch's
+``FlopCounterMode`` and mmengine's ``FlopAnalyzer``, so that those count the
+same).
 
+What is counted is one forward pass of the plain formulation (no fast path) of
+the model as a fresh one runs it, as every single-call counter does (mmengine's
+``get_model_complexity_info`` and the ``get_flops.py`` tools built on it,
+``FlopCounterMode`` around one call): at an input size whose token grid is not
+the pretraining one, that pass also resizes GFNet's filters and position
+embedding, work on parameters alone that a model in eval then caches for the
+size (GFNet-H at 512x512: 1.6% (GFNet-H-B) to 3.8% (GFNet-H-Ti) of the total,
+GFNet 0.6-1%; none at 224 or for AFFNet). ``steady_state=True`` counts a further
+pass at the same size instead, without that work: what each further image costs.
+"""
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from .flop_handles import FORMULAS, fft_macs
+from .layers.eval_cache import release_eval_caches
 from .ops.config import fast_path
 
 aten = torch.ops.aten
 
-
-def _fft_flops(real_shape, dim) -> int:
-    points = math.prod(real_shape[d] for d in dim)
-    channels = math.prod(real_shape) // points
-    # FlopCounterMode counts a MAC as 2; doubled here so that halving the total
-    # leaves the FFT at N * C * ceil(log2 N).
-    return 2 * channels * points * math.ceil(math.log2(max(points, 2)))
-
-
-def _r2c(input_shape, dim, *args, out_shape=None, **kwargs) -> int:
-    return _fft_flops(input_shape, dim)
-
-
-def _c2r(input_shape, dim, *args, out_shape=None, **kwargs) -> int:
-    return _fft_flops(out_shape, dim)
-
-
-def _c2c(input_shape, dim, *args, out_shape=None, **kwargs) -> int:
-    return _fft_flops(input_shape, dim)
-
-
-def _layer_norm(input_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * 5 * math.prod(input_shape)
+__all__ = ['EXTRA_FORMULAS', 'count_flops', 'fft_macs']
 
 
 def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -48,21 +38,27 @@ def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, *
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-EXTRA_FORMULAS = {aten._fft_r2c: _r2c, aten._fft_c2r: _c2r,
-                  aten._fft_c2c: _c2c, aten.native_layer_norm: _layer_norm,
-                  aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention}
+#: the formulas ``count_flops`` adds to torch's (FLOPs, 2 per MAC); read on each call
+EXTRA_FORMULAS = {**FORMULAS, aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention}
 
 
 @torch.no_grad()
-def count_flops(model: torch.nn.Module, inputs: torch.Tensor) -> int:
-    """FLOPs of one forward pass of ``model(inputs)`` (paper convention, see module doc),
-    counted on the plain formulation: the model's arithmetic, not that of a fast
-    path (which may fuse ops, or recompute rows of AFFNet's strips)."""
+def count_flops(model: torch.nn.Module, inputs: torch.Tensor, steady_state: bool = False) -> int:
+    """FLOPs (MACs) of one forward pass of ``model(inputs)`` in eval (paper
+    convention, see module doc), counted on the plain formulation: the model's
+    arithmetic, not that of a fast path (which may fuse ops, fold BatchNorm into
+    convolutions, or recompute rows of AFFNet's strips).
+
+    The pass is a fresh model's (the per-size eval caches are dropped first), so
+    it includes resizing filters and position embedding to a new grid, as the
+    FLOP tools count; ``steady_state=True`` counts a second pass, without it."""
     was_training = model.training
+    release_eval_caches(model)
     model.eval()
     try:
         with fast_path(False):
-            model(inputs)  # fills the per-size eval caches
+            if steady_state:
+                model(inputs)  # fills the per-size eval caches
             with FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
                 model(inputs)
     finally:

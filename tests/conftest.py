@@ -11,6 +11,9 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end runs of the tools (tests/integration '
                             'and a few more); `make test-fast` leaves them out')
+    config.addinivalue_line('markers', 'needs_registry: needs a package from a registry (PyPI, '
+                            'Debian; cached after the first run); fails, never skips, when it '
+                            'cannot be had; `make test-fast` leaves them out')
 
 
 def pytest_collection_modifyitems(config, items):

@@ -152,7 +152,7 @@ def measure(name, size, args, device):
         (lambda: torch.autocast(device.type, enabled=False))
     row = dict(model=name, size=f'{size[0]}x{size[1]}', pixels=size[0] * size[1],
                params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-               gflops=count_flops(model, x) / 1e9)
+               gflops=count_flops(model, x, steady_state=True) / 1e9)
 
     def forward():
         with torch.no_grad(), autocast():

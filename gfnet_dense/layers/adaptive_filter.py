@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.config import autocast_off
 from ..ops.dft import irfft2, rfft2
+from .fx_leaf import fx_leaf
 
 
 def spectral_filter(planes: torch.Tensor,
@@ -24,13 +26,14 @@ def spectral_filter(planes: torch.Tensor,
     autograd the product happens in place.
     """
     height, width = planes.shape[-2:]
-    with torch.autocast(device_type=planes.device.type, enabled=False):
+    with autocast_off(planes):
         spectrum = rfft2(planes.float())
         mask = multiplier(spectrum)
         spectrum = spectrum * mask if torch.is_grad_enabled() else spectrum.mul_(mask)
         return irfft2(spectrum, (height, width))
 
 
+@fx_leaf
 class AdaptiveFrequencyFilter(nn.Module):
     """``z + irfft2(softshrink(MLP(Z)) * Z)`` with ``Z = rfft2(z)``: ``(B, C, H, W) -> same``.
 

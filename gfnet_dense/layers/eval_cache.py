@@ -12,6 +12,8 @@ from typing import Callable, Hashable, Iterable, Optional
 import torch
 from torch import nn
 
+from ..ops.config import capturing_graph
+
 _CACHE_SIZE = 8  # enough for multi-scale test-time augmentation without thrashing
 _CACHE_ATTR = '_eval_cache'
 
@@ -22,9 +24,10 @@ def parameter_key(param: torch.Tensor) -> tuple:
 
 
 def _caching(module: nn.Module) -> bool:
-    """Eval mode, no autograd, not being compiled or exported (tracing sees no storage)."""
+    """Eval mode, no autograd, not being compiled or recorded as a graph (tracing sees
+    no storage; a cached tensor would become a constant of the graph)."""
     return not (module.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
-                or torch.compiler.is_exporting())
+                or capturing_graph())
 
 
 def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], object]) -> object:
@@ -34,7 +37,8 @@ def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], obje
     gradients reach the stored parameter. ``key`` must change whenever the
     result would (size, device, parameter version). At most ``_CACHE_SIZE``
     entries per module, least recently used dropped first; ``module.train()``
-    drops them all when ``module`` derives from ``EvalCacheMixin``.
+    drops them all, and copies and pickles leave them behind, when ``module``
+    derives from ``EvalCacheMixin``.
     """
     if not _caching(module):
         return compute()
@@ -68,6 +72,13 @@ class EvalCacheMixin:
         if mode:
             self.__dict__.pop(_CACHE_ATTR, None)
         return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the cache behind: its keys name this module's
+        parameter storages, and oneDNN's prepacked weights cannot be copied."""
+        state = super().__getstate__()
+        state.pop(_CACHE_ATTR, None)
+        return state
 
 
 def release_eval_caches(model: nn.Module) -> None:

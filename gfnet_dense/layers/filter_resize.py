@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..ops.config import exporting_onnx
+from ..ops.config import autocast_off, exporting_onnx
 from ..ops.dft import irfft2, rfft2
 
 #: ``bicubic`` / ``bilinear`` interpolate the complex filter in the frequency domain
@@ -111,7 +111,7 @@ def interpolate_grid(grid: torch.Tensor, size: Sequence[int], mode: str = 'bicub
     rows = interpolation_matrix(h, size[0], mode, align_corners, grid.device).to(grid.dtype)
     cols = interpolation_matrix(w, size[1], mode, align_corners, grid.device).to(grid.dtype)
     # in the grid's dtype: autocast would round weights (filters, pos_embed) to 16 bits
-    with torch.autocast(device_type=grid.device.type, enabled=False):
+    with autocast_off(grid):
         narrow = torch.matmul(grid.transpose(-1, -2), cols.t()).transpose(-1, -2)  # (..., h, W, K)
         out = torch.matmul(rows, narrow.flatten(-2))  # (..., H, W*K)
     return out.unflatten(-1, (size[1], k))

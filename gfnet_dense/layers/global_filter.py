@@ -17,8 +17,10 @@ from .. import ops
 from ..ops.dft import filter_spectrum
 from .eval_cache import EvalCacheMixin
 from .filter_resize import check_resize_mode, resize_filter
+from .fx_leaf import fx_leaf
 
 
+@fx_leaf
 class GlobalFilter(EvalCacheMixin, nn.Module):
     """Global filter token mixer on a channels-last token grid.
 
@@ -50,7 +52,7 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
         if not ops.config.exporting_onnx() and tuple(size) == self.grid_size:
             resized = weight.permute(2, 0, 1, 3).contiguous() if channels_first else weight
         else:
-            with torch.autocast(device_type=weight.device.type, enabled=False):
+            with ops.config.autocast_off(weight):
                 resized = self.memoize(
                     (tuple(size), channels_first, self.resize_mode),
                     lambda: resize_filter(weight, size, self.resize_mode, self.grid_size,
@@ -61,9 +63,9 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``irfft2(rfft2(x) * filter)`` over the grid ``(H, W)`` of ``x`` (orthonormal FFTs)."""
         size = (x.shape[1], x.shape[2])
-        if ops.use_fast_path():  # the same product over channels-first planes
+        if ops.fast_path_eligible(x):  # the same product over channels-first planes
             return ops.global_filter(x, self.filter_for(size, channels_first=True))
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with ops.config.autocast_off(x):
             # irfft2(rfft2(x) * filter)
             out = filter_spectrum(x.float(), self.filter_for(size), dim=(1, 2))
         return out.to(x.dtype)

@@ -1,9 +1,16 @@
 """Checks on what a network is given, failing with messages that name the fix."""
 import torch
+from torch.fx import Proxy
 
 
 def check_image_batch(x: torch.Tensor, in_chans: int, name: str) -> None:
-    """Fail with a message naming the problem unless ``x`` is a non-empty NCHW batch."""
+    """Fail with a message naming the problem unless ``x`` is a non-empty NCHW batch.
+
+    Under FX symbolic tracing ``x`` is a ``Proxy`` with no sizes yet: nothing is
+    checked (the traced graph then runs without the check).
+    """
+    if isinstance(x, Proxy):
+        return
     if not isinstance(x, torch.Tensor):
         raise TypeError(f'{name} expects a torch.Tensor, got {type(x).__name__}')
     if x.dim() != 4:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.config import exporting_onnx
+from ..ops.config import capturing_graph, exporting_onnx
 from .filter_resize import interpolate_grid
 
 
@@ -39,7 +39,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch_size
         pad_h, pad_w = -x.shape[2] % p, -x.shape[3] % p
-        if exporting_onnx() or pad_h or pad_w:  # exported: no branch on a symbolic size
+        if capturing_graph(x) or pad_h or pad_w:  # recorded: no branch on a symbolic size
             x = F.pad(x, (0, pad_w, 0, pad_h))
         # a channels-last input makes the conv write channels-last, so the
         # channels-last token grid below is contiguous without a copy

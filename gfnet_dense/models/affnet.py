@@ -18,18 +18,19 @@ the classifier adds a 1x1 expansion, global pooling and a linear head.
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath
+from timm.layers import DropPath, calculate_drop_path_rates
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
 from ..checkpoints import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
-from ..ops.config import (conv_memory_format, decision_device, mbconv_strip_rows,
-                          use_fast_inference, use_folded_batch_norm)
+from ..ops.config import (conv_memory_format, decision_device, fast_path_eligible,
+                          mbconv_strip_rows, use_fast_inference, use_folded_batch_norm)
 from ..ops.conv_bn import FoldedConv, fold_batch_norm
 from ..ops.mbconv import inverted_residual_strips
 from .features import check_output_fmt, to_output_fmt
+from .heads import ClassifierMixin, factory_kwargs
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
 AFFNET_ARCHS: Dict[str, dict] = {
@@ -66,7 +67,7 @@ class ConvBNAct(EvalCacheMixin, nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, norm, act = self
-        if not use_folded_batch_norm(self.training):
+        if not use_folded_batch_norm(x, self.training):
             return act(norm(conv(x)))
         return self.folded()(x)
 
@@ -96,7 +97,7 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and in_ch == out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not use_fast_inference(self.training):
+        if not use_fast_inference(x, self.training):
             return x + self.block(x) if self.residual else self.block(x)
         layers = [layer.folded() for layer in self.block]
         *expand, depthwise, project = layers
@@ -119,7 +120,7 @@ class LayerNorm2d(nn.GroupNorm):
         super().__init__(1, dim, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_contiguous():
+        if not fast_path_eligible(x) or x.is_contiguous():  # NCHW maps off the fast path
             return super().forward(x)
         # channels-last maps (fast path): normalised as NCHW planes, since the CPU
         # kernel for channels-last sums squares in one pass (float32 errors up to
@@ -175,6 +176,8 @@ class AFFNetTrunk(nn.Module):
     cvnets' ``output_stride``).
     """
 
+    output_fmt = 'NCHW'  # of forward_features
+
     def __init__(self, widths: Sequence[int] = (32, 64, 128, 256, 320), expand_ratio: float = 4,
                  in_chans: int = 3, drop_path_rate: float = 0.0, with_cp: bool = False,
                  final_conv: bool = False, output_stride: int = 32):
@@ -195,7 +198,7 @@ class AFFNetTrunk(nn.Module):
                 InvertedResidual(in_ch if j == 0 else width, width, 2 if i and j == 0 else 1,
                                  expand_ratio) for j in range(depth))))
             in_ch = width
-        rates = iter(torch.linspace(0, drop_path_rate, sum(AFF_DEPTHS)).tolist())
+        rates = iter(calculate_drop_path_rates(drop_path_rate, sum(AFF_DEPTHS)))
         reductions, stride, dilation = [2, 4], 4, 1
         for depth, width in zip(AFF_DEPTHS, widths[2:]):
             if stride * 2 > output_stride:
@@ -277,27 +280,13 @@ class AFFNetTrunk(nn.Module):
         return (self.conv_1x1_exp(x) if i == last_stage else x), intermediates
 
 
-class AFFNetClassifier(AFFNetTrunk):
+class AFFNetClassifier(ClassifierMixin, AFFNetTrunk):
     """AFFNet ImageNet classifier: ``(B, C, H, W) -> (B, num_classes)``."""
 
-    def __init__(self, num_classes: int = 1000, **kwargs):
-        kwargs.pop('global_pool', None)
+    @factory_kwargs
+    def __init__(self, num_classes: int = 1000, global_pool: str = 'avg', **kwargs):
         super().__init__(final_conv=True, **kwargs)
-        self.reset_classifier(num_classes)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool=None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean(dim=(2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        self._build_head(self.num_features, num_classes, global_pool)
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
                                   prune_norm: bool = False, prune_head: bool = True) -> List[int]:
@@ -316,7 +305,7 @@ class AFFNetClassifier(AFFNetTrunk):
 
 
 def _cfg() -> dict:
-    return dict(url='', num_classes=1000, input_size=(3, 256, 256), pool_size=None,
+    return dict(url='', num_classes=1000, input_size=(3, 256, 256), pool_size=(8, 8),
                 crop_pct=0.875, interpolation='bicubic', fixed_input_size=False,
                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), first_conv='stem.0',
                 classifier='head', license='mit')

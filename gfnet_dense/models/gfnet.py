@@ -15,7 +15,7 @@ import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -25,6 +25,7 @@ from ..layers import (EvalCacheMixin, GlobalFilter, Mlp, PatchEmbed, check_image
                       grid_after, resize_pos_embed, run_blocks, to_2tuple)
 from ..checkpoints import adapt_state_dict
 from .features import check_output_fmt, to_output_fmt
+from .heads import ClassifierMixin, factory_kwargs
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.
 GFNET_ARCHS: Dict[str, dict] = {
@@ -44,6 +45,10 @@ GFNET_H_ARCHS: Dict[str, dict] = {
 GFNET_H_PATCH_SIZES = (4, 2, 2, 2)
 GFNET_PATCH_SIZE = 16
 
+# one call in FX graphs (any tracer: torchvision's create_feature_extractor, timm's FX
+# features), made when the graph runs and the token grid is known
+torch.fx.wrap('resize_pos_embed')
+
 
 class GFBlock(nn.Module):
     """``x + drop_path(gamma * mlp(norm2(filter(norm1(x)))))`` on ``(B, H, W, C)`` tokens."""
@@ -62,7 +67,7 @@ class GFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.filter(self.norm1(x))
-        if ops.use_fast_path():  # the same branch by fused kernels
+        if ops.fast_path_eligible(x):  # the same branch by fused kernels
             return ops.residual_mlp(x, y, self.norm2, self.mlp, self.gamma, self.drop_path)
         y = self.mlp(self.norm2(y))
         if self.gamma is not None:
@@ -103,15 +108,17 @@ class _GFNetTrunk(EvalCacheMixin, nn.Module):
 
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
         """Position embedding resized to ``grid``, as ``(1, H, W, C)`` (memoised in eval)."""
-        grid = tuple(grid)
-        pos = self.memoize(('pos', grid),
+        pos = self.memoize(('pos', tuple(grid)),
                            lambda: resize_pos_embed(self.pos_embed, self.pos_grid, grid),
                            [self.pos_embed])
         return pos.reshape(1, grid[0], grid[1], -1)
 
     def add_pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        pos = self.pos_embed_for(x.shape[1:3])
-        return x + pos if torch.is_grad_enabled() else x.add_(pos)
+        """``x + pos_embed`` for ``(B, H, W, C)`` tokens; in place on the fast path
+        without autograd (``x`` is the patch embedding's fresh output)."""
+        pos = self.pos_embed_for((x.shape[1], x.shape[2]))
+        in_place = ops.fast_path_eligible(x) and not torch.is_grad_enabled()
+        return x.add_(pos) if in_place else x + pos
 
     def run_blocks(self, blocks: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
         return run_blocks(blocks, x, self.with_cp)
@@ -142,7 +149,7 @@ class IsotropicGFNet(_GFNetTrunk):
         self.pos_grid = grid_after(to_2tuple(img_size), GFNET_PATCH_SIZE)
         self.patch_embed = PatchEmbed(in_chans, embed_dim, GFNET_PATCH_SIZE)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], embed_dim))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = calculate_drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(
             GFBlock(embed_dim, self.pos_grid, mlp_ratio, rates[i], None, filter_resize)
             for i in range(depth))
@@ -225,7 +232,7 @@ class HierarchicalGFNet(_GFNetTrunk):
         self.patch_embed = nn.ModuleList(
             PatchEmbed(i, o, p) for i, o, p in zip(in_dims, self.embed_dims, GFNET_H_PATCH_SIZES))
         self.pos_embed = nn.Parameter(torch.zeros(1, grids[0][0] * grids[0][1], embed_dims[0]))
-        rates = iter(torch.linspace(0, drop_path_rate, sum(depths)).tolist())
+        rates = iter(calculate_drop_path_rates(drop_path_rate, sum(depths)))
         self.blocks = nn.ModuleList(
             nn.ModuleList(GFBlock(dim, grid, mlp_ratio, next(rates), layer_scale_init, filter_resize)
                           for _ in range(depth))
@@ -287,40 +294,16 @@ class HierarchicalGFNet(_GFNetTrunk):
         return (self.norm(x) if i == last_stage else x), intermediates
 
 
-class _ClassifierMixin:
-    """Global average pool and linear head (timm API) on a trunk with ``final_norm``."""
-
-    num_classes: int
-    num_features: int
-
-    def _build_head(self, num_features: int, num_classes: int) -> None:
-        self.num_features = self.head_hidden_size = num_features
-        self.reset_classifier(num_classes)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
-            self._init_weights(self.head)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean(dim=(1, 2))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-class GFNetClassifier(_ClassifierMixin, IsotropicGFNet):
+class GFNetClassifier(ClassifierMixin, IsotropicGFNet):
     """GFNet ImageNet classifier: ``(B, C, H, W) -> (B, num_classes)``."""
 
-    def __init__(self, num_classes: int = 1000, **kwargs):
-        kwargs.pop('global_pool', None)
+    @factory_kwargs
+    def __init__(self, num_classes: int = 1000, global_pool: str = 'avg', **kwargs):
         super().__init__(final_norm=True, **kwargs)
-        self._build_head(self.embed_dim, num_classes)
+        self._build_head(self.embed_dim, num_classes, global_pool)
+
+    def _init_head(self, head: nn.Linear) -> None:
+        self._init_weights(head)
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
                                   prune_norm: bool = False, prune_head: bool = True) -> List[int]:
@@ -335,13 +318,16 @@ class GFNetClassifier(_ClassifierMixin, IsotropicGFNet):
         return take
 
 
-class GFNetHClassifier(_ClassifierMixin, HierarchicalGFNet):
+class GFNetHClassifier(ClassifierMixin, HierarchicalGFNet):
     """GFNet-H ImageNet classifier: ``(B, C, H, W) -> (B, num_classes)``."""
 
-    def __init__(self, num_classes: int = 1000, **kwargs):
-        kwargs.pop('global_pool', None)
+    @factory_kwargs
+    def __init__(self, num_classes: int = 1000, global_pool: str = 'avg', **kwargs):
         super().__init__(final_norm=True, **kwargs)
-        self._build_head(self.embed_dims[-1], num_classes)
+        self._build_head(self.embed_dims[-1], num_classes, global_pool)
+
+    def _init_head(self, head: nn.Linear) -> None:
+        self._init_weights(head)
 
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1,
                                   prune_norm: bool = False, prune_head: bool = True) -> List[int]:
@@ -366,16 +352,16 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
     return adapt_state_dict(state_dict, model)
 
 
-def _cfg(first_conv: str = 'patch_embed.proj') -> dict:
-    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=None,
+def _cfg(pool_size: Tuple[int, int], first_conv: str) -> dict:
+    return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=pool_size,
                 crop_pct=0.875, interpolation='bicubic', fixed_input_size=False,
                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                 first_conv=first_conv, classifier='head', license='mit')
 
 
 default_cfgs = generate_default_cfgs({
-    **{f'gfnet_{a}.in1k': _cfg() for a in GFNET_ARCHS},
-    **{f'gfnet_h_{a}.in1k': _cfg(first_conv='patch_embed.0.proj') for a in GFNET_H_ARCHS},
+    **{f'gfnet_{a}.in1k': _cfg((14, 14), 'patch_embed.proj') for a in GFNET_ARCHS},  # stride 16
+    **{f'gfnet_h_{a}.in1k': _cfg((7, 7), 'patch_embed.0.proj') for a in GFNET_H_ARCHS},  # 32
 })
 
 

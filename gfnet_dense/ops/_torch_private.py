@@ -1,4 +1,8 @@
-"""The private torch APIs the kernels use, all in this module.
+"""The private torch APIs the kernels and the fast-path decision use, all in this module.
+
+The fast-path decision (``config.fast_path_eligible``): whether FX symbolically
+traces, whether torch.export traces and whether a ``FlopCounterMode`` counts are
+read from torch's own state here.
 
 oneDNN's fused linear layers (``torch.ops.mkldnn._linear_pointwise``, what
 torch.compile's CPU backend emits for ``nn.Linear``) and their weight
@@ -11,6 +15,10 @@ import re
 from typing import Optional, Tuple
 
 import torch
+import torch.compiler
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack, is_in_torch_dispatch_mode
+from torch.utils.flop_counter import _FlopCounterMode
 
 #: first torch release whose ``_linear_pointwise`` / ``_reorder_linear_weight`` match
 MIN_TORCH_VERSION = (2, 1)
@@ -62,3 +70,23 @@ def linear_add(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor,
                bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``x @ weight.T + bias + other`` in one oneDNN call: ``(N, in) -> (N, out)``."""
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, 'add')
+
+
+def fx_tracing() -> bool:
+    """Whether ``torch.fx`` symbolically traces (for code that sees no ``Proxy``: eval caches)."""
+    return is_fx_symbolic_tracing()
+
+
+def exporting() -> bool:
+    """Whether ``torch.export`` traces. Not ``torch.compiler.is_exporting()``: Dynamo
+    folds that to ``True`` under ``torch.compile`` as well (torch 2.11), so its flag,
+    which only torch.export sets, is read instead."""
+    return torch.compiler._is_exporting_flag
+
+
+def counting_flops() -> bool:
+    """Whether a ``torch.utils.flop_counter.FlopCounterMode`` is active (its dispatch
+    mode is on the stack; the flag, which Dynamo can read, says first whether any mode
+    other than the fake- and proxy-tensor ones of torch.compile / make_fx is)."""
+    return is_in_torch_dispatch_mode(include_infra_modes=False) and any(
+        isinstance(mode, _FlopCounterMode) for mode in _get_current_dispatch_mode_stack())

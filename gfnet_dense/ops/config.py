@@ -10,12 +10,19 @@ The fast path (one autograd Function per global filter and per MLP, chunked CPU
 kernels, oneDNN inference MLP) is on by default; ``GFNET_FAST_PATH=0`` in the
 environment, ``set_fast_path(False)`` or ``with fast_path(False):`` make every
 ``GFBlock`` and ``GlobalFilter`` run the plain formulation written in its ``forward``.
+Whether a layer takes it for a given input is one decision, ``fast_path_eligible``:
+the plain formulation also runs wherever the model is recorded rather than run
+(``capturing_graph``: FX, TorchScript, torch.export, ONNX) or its FLOPs are counted
+(``FlopCounterMode``).
 """
 import contextlib
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import ContextManager, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from torch.fx import Proxy
+
+from . import _torch_private
 
 # whether oneDNN's fused linear (private torch API) can run; a global of this
 # module, read by ``use_onednn_mlp``, so that tests can patch it here
@@ -74,6 +81,33 @@ def exporting_onnx() -> bool:
     return _state['onnx_export']
 
 
+def capturing_graph(x: Optional[object] = None) -> bool:
+    """Whether the model is being recorded as a graph rather than run: FX symbolic
+    tracing (``x`` a ``Proxy``; torchvision's ``create_feature_extractor``, timm's FX
+    features), ``torch.jit.trace`` / scripting, ``torch.export``, ``onnx_export``.
+
+    A recorded graph holds the plain formulation: no branch on a size (it would be
+    fixed at the example's), no eval cache (a cached tensor would become a constant).
+    ``torch.compile`` runs the model and is not capturing in this sense.
+    """
+    return (isinstance(x, Proxy) or _torch_private.fx_tracing() or torch.jit.is_scripting()
+            or torch.jit.is_tracing() or _torch_private.exporting() or exporting_onnx())
+
+
+def fast_path_eligible(x: object) -> bool:
+    """Whether a layer runs its fast path on input ``x``: the one decision every layer
+    asks.
+
+    Yes where the switch is on (``use_fast_path``) and the model runs, eagerly or
+    under ``torch.compile``; the plain formulation while it is recorded as a graph
+    (``capturing_graph``), while ``FlopCounterMode`` counts (the model's own
+    arithmetic, not a fused kernel's) and on ``meta`` tensors (shapes only, nothing
+    to speed up).
+    """
+    return (use_fast_path() and not capturing_graph(x) and x.device.type != 'meta'
+            and not _torch_private.counting_flops())
+
+
 def onnx_dft_form() -> str:
     """The form of the FFTs in an ONNX export: ``'matmul'`` or ``'dft'`` (``ops.dft``)."""
     return _state['onnx_dft_form']
@@ -111,6 +145,14 @@ def decision_device(t: torch.Tensor) -> str:
     return _state['device_type'] or t.device.type
 
 
+def autocast_off(t: torch.Tensor) -> ContextManager:
+    """``torch.autocast`` off for ``t``'s device: a float32 island. The ``meta`` device
+    (where timm builds models to check their shapes) has no autocast to turn off."""
+    if t.device.type == 'meta':
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 # ---------------------------------------------------------------- decisions
 def conv_memory_format(x: torch.Tensor, training: bool) -> torch.memory_format:
     """The memory format the convolutional models (AFFNet) run their maps in:
@@ -124,21 +166,21 @@ def conv_memory_format(x: torch.Tensor, training: bool) -> torch.memory_format:
     float32 than the NCHW kernel (a fast path never trades accuracy); in inference
     BatchNorm uses its running statistics and the GroupNorms run on NCHW planes.
     """
-    if x.dim() == 4 and use_fast_inference(training):
+    if use_fast_inference(x, training) and x.dim() == 4:
         return torch.channels_last
     return torch.contiguous_format
 
 
-def use_fast_inference(training: bool) -> bool:
-    """Whether a module (``training``: its mode) runs an inference fast path: the
-    fast path on, eval mode, no autograd."""
-    return use_fast_path() and not training and not torch.is_grad_enabled()
+def use_fast_inference(x: torch.Tensor, training: bool) -> bool:
+    """Whether a module (``training``: its mode) runs an inference fast path on ``x``:
+    the fast path eligible (``fast_path_eligible``), eval mode, no autograd."""
+    return fast_path_eligible(x) and not training and not torch.is_grad_enabled()
 
 
-def use_folded_batch_norm(training: bool) -> bool:
+def use_folded_batch_norm(x: torch.Tensor, training: bool) -> bool:
     """Convolution + BatchNorm as one convolution (``ops.conv_bn``): inference on the
     fast path, where BatchNorm's statistics are fixed."""
-    return use_fast_inference(training)
+    return use_fast_inference(x, training)
 
 
 def mbconv_strip_rows(hidden_shape: Sequence[int], stride: int,

@@ -126,5 +126,5 @@ def global_filter(x: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
     channels-last output; on CPU by groups of channels. Float32 also under
     autocast; returns ``x``'s dtype.
     """
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with config.autocast_off(x):
         return _GlobalFilterFunction.apply(x, filt)

@@ -42,11 +42,11 @@ class _MlpFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, w1, b1, w2, b2):
-        device, dtype = h.device.type, compute_dtype(h)
+        dtype = compute_dtype(h)
         w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
         rows = h.reshape(-1, h.shape[-1]).to(dtype)
         chunk = config.mlp_row_chunk(config.decision_device(h), dtype, backward=True)
-        with torch.autocast(device_type=device, enabled=False):
+        with config.autocast_off(h):
             pre = rows.new_empty(rows.shape[0], w1.shape[0])
             out = rows.new_empty(rows.shape[0], w2.shape[0])
             for part in config.row_chunks(rows.shape[0], w1.shape[0], chunk):
