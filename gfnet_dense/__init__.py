@@ -8,7 +8,6 @@
 """
 from . import flop_handles  # noqa: F401  (FFT formulas for torch's FlopCounterMode)
 from .checkpoints import CheckpointMismatchError, adapt_state_dict, load_into, read_checkpoint
-from .demo_data import make_ade20k_demo
 from .layers import FILTER_RESIZE_MODES, GlobalFilter, resize_filter
 from .models import *  # noqa: F401,F403
 from .models import __all__ as _models_all
@@ -16,7 +15,7 @@ from .models import __all__ as _models_all
 __version__ = '0.1.0'
 __all__ = list(_models_all) + [
     'CheckpointMismatchError', 'FILTER_RESIZE_MODES', 'GlobalFilter', 'adapt_state_dict',
-    'load_into', 'make_ade20k_demo', 'read_checkpoint', 'resize_filter']
+    'load_into', 'read_checkpoint', 'resize_filter']
 
 try:
     import mmengine  # noqa: F401

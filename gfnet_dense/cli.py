@@ -1,10 +1,13 @@
-"""How the tools end on input they refuse: one line on stderr, exit status 1.
+"""What the tools share on their command lines: how they end on input they refuse
+(one line on stderr, exit status 1) and how they read image sizes (``parse_size``).
 
 A refused checkpoint, image or argument is the user's input, not a bug in the tool:
 a traceback would bury the one line that says what was wrong and what to do.
 """
+import argparse
+import re
 import sys
-from typing import Callable
+from typing import Callable, Tuple
 
 from .checkpoints import CheckpointMismatchError, UnsafeCheckpointError
 
@@ -15,6 +18,39 @@ class InputError(ValueError):
 
 REFUSALS = (CheckpointMismatchError, UnsafeCheckpointError, InputError, ConnectionError,
             FileNotFoundError, IsADirectoryError)
+
+
+#: the smallest height or width ``parse_size`` accepts
+MIN_SIZE = 2
+SIZE_FORM = f'HxW (e.g. 512x1024) or N for NxN, whole numbers of at least {MIN_SIZE}'
+_SIZE = re.compile(r'([1-9][0-9]*)(?:[xX]([1-9][0-9]*))?')  # no sign, no leading 0
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """An image size from the command line as ``(H, W)``: ``'512x1024'`` -> ``(512, 1024)``,
+    ``'512'`` -> ``(512, 512)``; the ``x`` may be upper case.
+
+    Nothing else is read as a size: no signs, leading zeros, decimals, spaces, other
+    separators or more than two numbers, and both sides at least ``MIN_SIZE``.
+    Refusals raise ``argparse.ArgumentTypeError`` naming the value and the expected
+    form, so the function serves as an argparse ``type=`` (argparse prints the message).
+    """
+    match = _SIZE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise argparse.ArgumentTypeError(f'invalid size {text!r}: give {SIZE_FORM}')
+    h = int(match.group(1))
+    w = int(match.group(2)) if match.group(2) is not None else h
+    if min(h, w) < MIN_SIZE:
+        raise argparse.ArgumentTypeError(
+            f'invalid size {text!r}: height and width must be at least {MIN_SIZE}; '
+            f'give {SIZE_FORM}')
+    return h, w
+
+
+def format_size(size: Tuple[int, int]) -> str:
+    """``(H, W)`` as ``'HxW'``, the form ``parse_size`` reads back."""
+    h, w = size
+    return f'{h}x{w}'
 
 
 def run_tool(main: Callable, *args, **kwargs):

@@ -16,8 +16,7 @@ the model as a fresh one runs it, as every single-call counter does (mmengine's
 ``FlopCounterMode`` around one call): at an input size whose token grid is not
 the pretraining one, that pass also resizes GFNet's filters and position
 embedding, work on parameters alone that a model in eval then caches for the
-size (GFNet-H at 512x512: 1.6% (GFNet-H-B) to 3.8% (GFNet-H-Ti) of the total,
-GFNet 0.6-1%; none at 224 or for AFFNet). ``steady_state=True`` counts a further
+size (a few percent of the total; none at the stored grid or for AFFNet). ``steady_state=True`` counts a further
 pass at the same size instead, without that work: what each further image costs.
 """
 import torch

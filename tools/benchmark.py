@@ -15,10 +15,11 @@ repeats after warm-up, written as Markdown, JSON (and a log-log PNG plot):
 
 ``--rounds N`` repeats the whole sweep N times with the models interleaved and
 pools the samples. The backbone and segmentor tables end with the verdict on
-each speed and memory target (TARGETS below) that the run measured: GFNet-H-S
-against its peers, and AFFNet-S against MobileViT-S (timm's ``mobilevit_s``, the
-AFFNet paper's main peer) and GFNet-H-Ti. A target is judged only when both of
-its rows were measured.
+each speed and memory target that the run measured: GFNet-H-S against its peers,
+and AFFNet-S against MobileViT-S (timm's ``mobilevit_s``, the AFFNet paper's main
+peer) and GFNet-H-Ti. A target is judged only when both of its rows were measured.
+This file measures; the targets (``TARGETS``), verdicts, tables, JSON and plot are
+tools/benchmark_report.py's. Sizes are HxW, or N for NxN.
 
 The default models are the GFNet-H variants and their peers. ``--preset affnet``
 is AFFNet-S, MobileViT-S and GFNet-H-Ti at 256x256, 512x512 and 1024x1024 (the
@@ -33,7 +34,6 @@ AFFNet targets); ``--models`` / ``--sizes`` given with it replace its own.
     python tools/benchmark.py --mode filter --device cuda --amp --sizes 512x512 1024x1024
 """
 import argparse
-import collections
 import json
 import os
 import os.path as osp
@@ -43,11 +43,13 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
+from gfnet_dense.cli import format_size, parse_size
+from gfnet_dense.flops import count_flops
 
-from gfnet_dense.flops import count_flops  # noqa: E402
+# a sibling tool: tools/ is on sys.path when this runs as python tools/benchmark.py
+from benchmark_report import LABELS, evaluate_targets, nominal_gbs, write_report
 
 
 def build(name: str) -> torch.nn.Module:
@@ -74,10 +76,6 @@ def build(name: str) -> torch.nn.Module:
     raise ValueError(f'unknown model {name!r}')
 
 
-LABELS = {'gfnet_h_ti': 'GFNet-H-Ti (ours)', 'gfnet_h_s': 'GFNet-H-S (ours)',
-          'gfnet_h_b': 'GFNet-H-B (ours)', 'affnet_s': 'AFFNet-S (ours)', 'resnet50': 'ResNet-50 (mmseg V1c)',
-          'swin_t': 'Swin-T (mmseg)', 'convnext_t': 'ConvNeXt-T (timm)',
-          'mobilevit_s': 'MobileViT-S (timm)'}
 # the GFNet-H run behind BENCHMARKS.md; AFFNet-S and its peer MobileViT-S: --preset affnet
 DEFAULT_MODELS = [m for m in LABELS if m not in ('affnet_s', 'mobilevit_s')]
 DEFAULT_SIZES = ['512x512', '1024x1024', '2048x1024']
@@ -94,9 +92,6 @@ SEGMENTOR_CONFIGS = {
     'resnet50': 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
     'swin_t': 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
 }
-# nominal DRAM bandwidth (bytes/s) of GPUs this project is measured on, by name
-NOMINAL_BANDWIDTH = {'H100 80GB HBM3': 3.35e12, 'H100 PCIe': 2.0e12, 'H100 NVL': 3.9e12,
-                     'H200': 4.8e12, 'A100-SXM4-80GB': 2.04e12, 'A100-SXM4-40GB': 1.555e12}
 
 
 def peak_memory(fn, device: torch.device) -> int:
@@ -285,150 +280,13 @@ def merge_rounds(results):
     return list(merged.values())
 
 
-# A speed or memory target: ``model``'s ``key`` at input ``size`` below (``strict``) or
-# at most (not strict: 'no slower than') that of ``peer``
-Target = collections.namedtuple('Target', 'model what key size peer strict')
-TARGETS = [
-    # GFNet-H-S against the usual backbones
-    Target('gfnet_h_s', 'forward', 'fwd_ms', '1024x1024', 'convnext_t', False),
-    Target('gfnet_h_s', 'forward', 'fwd_ms', '1024x1024', 'swin_t', True),
-    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '1024x1024', 'convnext_t', False),
-    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '1024x1024', 'swin_t', True),
-    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '2048x1024', 'convnext_t', False),
-    Target('gfnet_h_s', 'forward+backward', 'fwdbwd_ms', '2048x1024', 'swin_t', True),
-    Target('gfnet_h_s', 'forward peak memory', 'fwd_mem_mb', '2048x1024', 'swin_t', True),
-    Target('gfnet_h_s', 'forward+backward peak memory', 'fwdbwd_mem_mb', '2048x1024', 'swin_t',
-           True),
-    Target('gfnet_h_s', 'UperNet training iteration', 'iter_ms', '512x512', 'swin_t', True),
-    # AFFNet-S against MobileViT-S (the AFFNet paper's main peer) and GFNet-H-Ti: --preset affnet
-    *(Target('affnet_s', what, key, size, 'mobilevit_s', False)
-      for size in ('256x256', '512x512', '1024x1024')
-      for what, key in (('forward', 'fwd_ms'), ('forward+backward', 'fwdbwd_ms'))),
-    Target('affnet_s', 'forward', 'fwd_ms', '512x512', 'gfnet_h_ti', False),
-    Target('affnet_s', 'forward+backward', 'fwdbwd_ms', '512x512', 'gfnet_h_ti', False),
-]
-
-
-def evaluate_targets(rows, targets=TARGETS):
-    """The targets this run measured (both rows there): dicts with both values, their
-    ratio and ``met``."""
-    lookup = {(r['model'], r['size']): r for r in rows}
-    verdicts = []
-    for t in targets:
-        ours, theirs = lookup.get((t.model, t.size), {}), lookup.get((t.peer, t.size), {})
-        if t.key not in ours or t.key not in theirs:
-            continue
-        value, reference = ours[t.key], theirs[t.key]
-        verdicts.append(dict(t._asdict(), value=value, reference=reference,
-                             ratio=value / reference,
-                             met=value < reference if t.strict else value <= reference))
-    return verdicts
-
-
-def _target_lines(verdicts):
-    """One table per model of ours, in the order of the targets."""
-    verdicts = list(verdicts)
-    lines = []
-    for model in dict.fromkeys(v['model'] for v in verdicts):
-        lines += ([''] if lines else []) + [
-            f'| target for {LABELS[model]} | ours | peer | ratio | status |',
-            '|---|---|---|---|---|']
-        for v in (v for v in verdicts if v['model'] == model):
-            unit = 'MiB' if v['key'].endswith('_mb') else 'ms'
-            if unit == 'MiB':
-                relation = 'below'
-            else:
-                relation = 'faster than' if v['strict'] else 'no slower than'
-            lines.append(f"| {v['what']} at {v['size']}, {relation} {LABELS[v['peer']]} | "
-                         f"{v['value']:.0f} {unit} | {v['reference']:.0f} {unit} | "
-                         f"{v['ratio']:.2f} | {'met' if v['met'] else '**not met**'} |")
-    return lines
-
-
-def _backbone_lines(rows):
-    header = ('| model | input | params (M) | GFLOPs | forward ms (spread) | fwd peak MiB | '
-              'fwd+bwd ms (spread) | fwd+bwd peak MiB |\n|---|---|---|---|---|---|---|---|')
-    lines = [header]
-    for r in rows:
-        both = (f"{r['fwdbwd_ms']:.0f} ({r['fwdbwd_spread_ms']:.0f}) | {r['fwdbwd_mem_mb']:.0f}"
-                if 'fwdbwd_ms' in r else '- | -')
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['params_m']:.1f} | "
-                     f"{r['gflops']:.1f} | {r['fwd_ms']:.0f} ({r['fwd_spread_ms']:.0f}) | "
-                     f"{r['fwd_mem_mb']:.0f} | {both} |")
-    return lines
-
-
-def _segmentor_lines(rows):
-    lines = ['| UperNet + backbone | input | params (M) | train iteration ms (spread) | peak MiB |',
-             '|---|---|---|---|---|']
-    for r in rows:
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['params_m']:.1f} | "
-                     f"{r['iter_ms']:.0f} ({r['iter_spread_ms']:.0f}) | {r['iter_mem_mb']:.0f} |")
-    return lines
-
-
-def _filter_lines(rows, copy_gbs, nominal_gbs):
-    cols = '| model | input | stage | C | grid | forward ms (spread) | GB/s | of copy |'
-    cols += ' of nominal |' if nominal_gbs else ''
-    lines = [cols, '|---' * (cols.count('|') - 1) + '|']
-    for r in rows:
-        line = (f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['stage']} | "
-                f"{r['channels']} | {r['grid']} | {r['filter_ms']:.2f} ({r['filter_spread_ms']:.2f}) | "
-                f"{r['bandwidth_gbs']:.1f} | {r['bandwidth_gbs'] / copy_gbs:.0%} |")
-        lines.append(line + (f" {r['bandwidth_gbs'] / nominal_gbs:.0%} |" if nominal_gbs else ''))
-    return lines
-
-
-def markdown(rows, args, device, copy_gbs=None, nominal_gbs=None, targets=()) -> str:
-    if args.mode == 'segmentor':
-        lines = _segmentor_lines(rows)
-    elif args.mode == 'filter':
-        lines = _filter_lines(rows, copy_gbs, nominal_gbs)
-    else:
-        lines = _backbone_lines(rows)
-    machine = (f'{device.type}: ' + (torch.cuda.get_device_name() if device.type == 'cuda' else
-               f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'))
-    notes = ''
-    if args.mode == 'filter':
-        notes = (f' Bandwidth = (input + output + filter bytes) / time; device copy bandwidth '
-                 f'{copy_gbs:.0f} GB/s' + (f', nominal {nominal_gbs:.0f} GB/s' if nominal_gbs else '')
-                 + '.')
-    samples = f'{args.repeats} x {args.rounds} rounds' if args.rounds > 1 else f'{args.repeats}'
-    if targets:
-        lines += ['', 'Targets, from the rows above:', ''] + _target_lines(targets)
-    return (f'Machine: {machine}; torch {torch.__version__}; batch {args.batch}; '
-            f"{'bf16 autocast' if args.amp else 'fp32'}; warm-up {args.warmup}, "
-            f'median of {samples}, spread = max - min.{notes}\n\n' + '\n'.join(lines) + '\n')
-
-
-def plot(rows, path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    panels = [('fwd_ms', 'forward latency (ms)'), ('fwdbwd_ms', 'forward+backward latency (ms)'),
-              ('fwd_mem_mb', 'forward peak memory (MiB)'),
-              ('fwdbwd_mem_mb', 'forward+backward peak memory (MiB)'),
-              ('iter_ms', 'UperNet training iteration (ms)'), ('iter_mem_mb', 'peak memory (MiB)')]
-    panels = [p for p in panels if any(p[0] in r for r in rows)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    for ax, (key, title) in zip(list(axes) if len(panels) > 1 else [axes], panels):
-        for name in dict.fromkeys(r['model'] for r in rows):
-            pts = sorted((r['pixels'], r[key]) for r in rows if r['model'] == name and key in r)
-            ax.plot([p for p, _ in pts], [v for _, v in pts], marker='o',
-                    label=LABELS.get(name, name),
-                    linestyle='-' if '(ours)' in LABELS.get(name, '') else '--')
-        ax.set_xscale('log')
-        ax.set_yscale('log')
-        ax.set_xlabel('pixels')
-        ax.set_title(title)
-        ax.grid(True, which='both', alpha=0.3)
-    axes_list = list(axes) if len(panels) > 1 else [axes]
-    axes_list[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 RESULT = 'BENCHMARK_RESULT '
+
+
+def machine(device: torch.device) -> str:
+    """The device the run measured on: the GPU's name, or the CPU and its threads."""
+    return (f'{device.type}: ' + (torch.cuda.get_device_name() if device.type == 'cuda' else
+            f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads'))
 
 
 def run_isolated(name: str, size: str, argv) -> dict:
@@ -442,9 +300,10 @@ def run_isolated(name: str, size: str, argv) -> dict:
     return json.loads(lines[-1][len(RESULT):])
 
 
-def parse_size(text: str):
-    h, _, w = text.lower().partition('x')
-    return int(h), int(w or h)
+def _size(text: str) -> str:
+    """A ``--sizes`` entry, checked by ``gfnet_dense.cli.parse_size`` and written as HxW
+    (``512`` -> ``'512x512'``), the form of the rows' ``size`` and of the targets."""
+    return format_size(parse_size(text))
 
 
 MEASURE = {'backbone': measure, 'segmentor': measure_segmentor, 'filter': measure_filter}
@@ -459,7 +318,8 @@ def parse_args(argv=None):
     parser.add_argument('--models', nargs='+', choices=MODEL_CHOICES,
                         help='default: the GFNet-H variants and their peers (backbone), '
                              'GFNet-H-S and Swin-T (segmentor), GFNet-H-S (filter)')
-    parser.add_argument('--sizes', nargs='+', help=f'HxW list, default: {" ".join(DEFAULT_SIZES)}')
+    parser.add_argument('--sizes', nargs='+', type=_size, metavar='HxW',
+                        help=f'HxW (or N for NxN) list, default: {" ".join(DEFAULT_SIZES)}')
     parser.add_argument('--preset', choices=list(PRESETS),
                         help='affnet: ' + ', '.join(f'{k} {" ".join(v)}' for k, v in
                                                    PRESETS['affnet'].items())
@@ -529,19 +389,11 @@ def main(argv=None):
     extra = {'targets': evaluate_targets(rows)} if args.mode != 'filter' else {}
     if args.mode == 'filter':
         extra['copy_gbs'] = copy_bandwidth(device) / 1e9
-        name = torch.cuda.get_device_name() if device.type == 'cuda' else ''
-        nominal = [v for k, v in NOMINAL_BANDWIDTH.items() if k in name]
-        extra['nominal_gbs'] = nominal[0] / 1e9 if nominal else None
-    table = markdown(rows, args, device, **extra)
+        extra['nominal_gbs'] = nominal_gbs(
+            torch.cuda.get_device_name() if device.type == 'cuda' else '')
     command = 'python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
-    with open(osp.join(args.out_dir, 'benchmark.md'), 'w') as f:
-        f.write(f'Command: `{command}`\n\n{table}')
-    with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
-        json.dump(dict(rows=rows, **extra), f, indent=1)
-    written = 'benchmark.md, benchmark.json'
-    if args.mode != 'filter':
-        plot(rows, osp.join(args.out_dir, 'benchmark.png'))
-        written += ', benchmark.png'
+    table, written = write_report(args.out_dir, rows, extra, args, machine(device),
+                                  torch.__version__, command)
     print(table)
     print(f'wrote {args.out_dir}/{written}')
 

@@ -30,14 +30,12 @@ import os.path as osp
 import sys
 import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-from gfnet_dense import AFFNet  # noqa: E402
-from gfnet_dense.checkpoints import load_into  # noqa: E402
-from gfnet_dense.checkpoints.cvnets import cvnets_to_ours  # noqa: E402
+from gfnet_dense import AFFNet
+from gfnet_dense.checkpoints import load_into
+from gfnet_dense.checkpoints.cvnets import cvnets_to_ours
 
 PUBLIC_MODES = {'et': 'xx_small', 't': 'x_small', 's': 'small'}
 

@@ -31,17 +31,14 @@ import os.path as osp
 import sys
 import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
-                                    load_into, read_checkpoint, unwrap_state_dict)
-from gfnet_dense.checkpoints.cvnets import (cvnets_to_ours, is_cvnets_layout,  # noqa: E402
-                                       ours_to_cvnets)
-from gfnet_dense.mm import AFFNet, GFNet, GFNetH  # noqa: E402
-from gfnet_dense.models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS  # noqa: E402
+from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict, load_into,
+                                     read_checkpoint, unwrap_state_dict)
+from gfnet_dense.checkpoints.cvnets import cvnets_to_ours, is_cvnets_layout, ours_to_cvnets
+from gfnet_dense.mm import AFFNet, GFNet, GFNetH
+from gfnet_dense.models import AFFNET_ARCHS, GFNET_ARCHS, GFNET_H_ARCHS
 
 MODELS = {f'gfnet_{a}': (GFNet, a) for a in GFNET_ARCHS}
 MODELS.update({f'gfnet_h_{a}': (GFNetH, a) for a in GFNET_H_ARCHS})

@@ -14,19 +14,16 @@ import os
 import os.path as osp
 import sys
 
+import numpy as np
+from mmengine.config import Config
+from PIL import Image
+
+# sibling tools: tools/ is on sys.path when this runs as python tools/demo.py
+import image_demo
+import train
+from make_demo_data import BRAIN_LOBES_DEMO
+
 HERE = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, osp.dirname(HERE))
-sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import image_demo  # noqa: E402
-import train  # noqa: E402
-
-from gfnet_dense.demo_data import BRAIN_LOBES_DEMO  # noqa: E402
-
 CONFIG = osp.join(osp.dirname(HERE), 'configs/demo/fpn_gfnet_h_ti_brain_lobes_demo.py')
 FIGURE_AT = (0.3, 0.5, 0.7)  # the figure's slices: these fractions of the sorted val set
 

@@ -25,7 +25,8 @@ eager (its fast path) on the same threads (``--threads``, default all) at the
 given sizes (default: the export size), alternating the two, median of
 ``--repeats``. ``--profile HxW`` prints where the time goes at that size: ONNX
 Runtime's milliseconds per run by operator type (its profiler's kernel times)
-and PyTorch's by operator (torch.profiler, self time). Needs ``pip install -e .[deploy]``.
+and PyTorch's by operator (torch.profiler, self time). Sizes are HxW, or N for NxN.
+Needs ``pip install -e .[deploy]``.
 """
 import argparse
 import importlib
@@ -34,17 +35,15 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+from mmengine.config import DictAction
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-from gfnet_dense.cli import run_tool  # noqa: E402
-from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,  # noqa: E402
+from gfnet_dense.cli import parse_size, run_tool
+from gfnet_dense.deploy import (DetectorForExport, SegmentorForExport, export_onnx,
                                 max_abs_diff, onnx_session, run_onnx)
-from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET  # noqa: E402
-from gfnet_dense.deploy.profile import onnx_operator_ms, top, torch_operator_ms  # noqa: E402
-from gfnet_dense.ops.config import ONNX_DFT_FORMS  # noqa: E402
+from gfnet_dense.deploy.onnx_export import DEFAULT_OPSET
+from gfnet_dense.deploy.profile import onnx_operator_ms, top, torch_operator_ms
+from gfnet_dense.ops.config import ONNX_DFT_FORMS
 
 
 def build_from_config(path: str, checkpoint: str = None,
@@ -95,17 +94,6 @@ def verification_sizes(shape, dynamic: bool):
     return [(h, w)] + ([(h * 3 // 4, w), (h + 13, w - 7)] if dynamic else [])
 
 
-def parse_size(text: str):
-    """``'512x1024'`` -> ``(512, 1024)`` (H x W)."""
-    try:
-        h, w = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r}: give sizes as HxW, e.g. 512x1024')
-    if min(h, w) < 2:
-        raise argparse.ArgumentTypeError(f'{text!r}: H and W must be at least 2')
-    return h, w
-
-
 def benchmark(session, model, size, repeats: int):
     """Median ms of ONNX Runtime and of PyTorch eager on one random image, the two
     run alternately (two warm-up runs each) so that both see the same machine."""
@@ -133,7 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument('--dynamic', action='store_true', help='symbolic batch, H and W')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     parser.add_argument('--dft', choices=ONNX_DFT_FORMS, default='matmul',
-                        help='form of the FFTs in the graph (default matmul, see ops/dft.py)')
+                        help='form of the FFTs in the graph (default matmul, see deploy/onnx_fft.py)')
     parser.add_argument('--features', action='store_true',
                         help='timm names: export the feature-map backbone (features_only)')
     parser.add_argument('--verify', type=parse_size, nargs='*', metavar='HxW',

@@ -8,6 +8,7 @@ number where the paper gives one at that size (GFNet / GFNet-H at 224, AFFNet at
 (the eval caches dropped), in eval, as users run it. ``max dev.`` is the larger
 gap of the two tools to ``count_flops``.
 
+Sizes are ``HxW`` or ``N`` for NxN (``gfnet_dense.cli.parse_size``).
 ``--dense`` adds the dense-prediction models of the configs (UperNet on ADE20K at
 512x512, the way MMSeg's ``get_flops.py`` counts it; RetinaNet on COCO at
 800x1333 padded to 800x1344, the way MMDet's does); ``--only-dense`` runs those alone.
@@ -26,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import gfnet_dense  # noqa: F401  (registers the timm models and, with mmengine, gfnet_dense.mm)
+from gfnet_dense.cli import parse_size
 from gfnet_dense.flop_handles import register_mmengine_handles
 from gfnet_dense.flops import count_flops
 from gfnet_dense.layers import release_eval_caches
@@ -45,7 +47,8 @@ DENSE = [('upernet_gfnet_h_s_ade20k', 'configs/upernet_gfnet_h_s_ade20k.py', 'se
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--models', nargs='+', default=MODELS, choices=MODELS)
-    parser.add_argument('--sizes', nargs='+', type=int, default=[224, 512])
+    parser.add_argument('--sizes', nargs='+', type=parse_size, default=[(224, 224), (512, 512)],
+                        metavar='HxW', help='input sizes, HxW or N for NxN (default: 224 512)')
     parser.add_argument('--dense', action='store_true', help='add the UperNet / RetinaNet rows')
     parser.add_argument('--only-dense', action='store_true',
                         help='the UperNet / RetinaNet rows alone')
@@ -65,14 +68,16 @@ def flop_counter_macs(model, x) -> int:
     return counter.get_total_flops() // 2
 
 
-def classifier_row(name: str, size: int) -> dict:
+def classifier_row(name: str, size) -> dict:
+    """The row of the classifier ``name`` at input ``size`` ``(H, W)``."""
+    h, w = size
     model = timm.create_model(name).eval()
-    x = torch.randn(1, 3, size, size)
-    row = dict(model=name, size=f'{size}x{size}', count_flops=count_flops(model, x),
-               mmengine=mmengine_macs(model, input_shape=(3, size, size)),
+    x = torch.randn(1, 3, h, w)
+    row = dict(model=name, size=f'{h}x{w}', count_flops=count_flops(model, x),
+               mmengine=mmengine_macs(model, input_shape=(3, h, w)),
                flop_counter=flop_counter_macs(model, x))
     paper_size, paper = PAPER[name]
-    row['paper'] = paper * 1e9 if paper_size == size else None
+    row['paper'] = paper * 1e9 if (paper_size, paper_size) == (h, w) else None
     return row
 
 
@@ -136,7 +141,8 @@ def main(argv=None):
     jobs = []
     if not args.only_dense:
         for name in args.models:
-            sizes = sorted(set(args.sizes) | {PAPER[name][0]} if name.startswith('affnet')
+            paper_size = (PAPER[name][0],) * 2
+            sizes = sorted(set(args.sizes) | {paper_size} if name.startswith('affnet')
                            else set(args.sizes))
             jobs += [partial(classifier_row, name, size) for size in sizes]
     if args.dense or args.only_dense:

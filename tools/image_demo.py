@@ -34,15 +34,13 @@ import sys
 import warnings
 from typing import Optional, Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import mmcv
+import numpy as np
+from mmengine.config import Config
 
-import mmcv  # noqa: E402
-import numpy as np  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-
-import gfnet_dense  # noqa: E402,F401
-from gfnet_dense.cli import InputError, run_tool  # noqa: E402
-from gfnet_dense.mm.model_checks import check_model_widths, load_checked  # noqa: E402
+import gfnet_dense  # noqa: F401
+from gfnet_dense.cli import InputError, run_tool
+from gfnet_dense.mm.model_checks import check_model_widths, load_checked
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 # 40 million pixels: 19x a 2048x1024 Cityscapes image, 1.7x a 24-megapixel photo; decoded

@@ -3,18 +3,20 @@
     python tools/make_demo_data.py --brain-lobes [--root data/brain_lobes_demo]
     python tools/make_demo_data.py [--root data/ade20k_demo] [--num-train 32] [--num-val 8]
 
-``--brain-lobes`` regenerates the bundle that ``make demo`` trains on from the Debian
-package mricron-data (fetched into the cache on first use; see
-gfnet_dense/real_data/aal.py). Without it: the synthetic ADE20K-layout set the tests use.
+``--brain-lobes`` regenerates the bundle that ``make demo`` trains on (by default the
+repository's data/brain_lobes_demo) from the Debian package mricron-data (fetched into
+the cache on first use; see gfnet_dense/datasets/aal.py). Without it: the synthetic
+ADE20K-layout set the tests use (by default data/ade20k_demo under the current folder).
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from gfnet_dense.datasets.demo import make_ade20k_demo, make_brain_lobes_demo
 
-from gfnet_dense.demo_data import (BRAIN_LOBES_DEMO, make_ade20k_demo,  # noqa: E402
-                                   make_brain_lobes_demo)
+#: the bundled brain-lobe slices that ``make demo`` trains on (tracked in git)
+BRAIN_LOBES_DEMO = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data',
+                            'brain_lobes_demo')
+ADE20K_DEMO = 'data/ade20k_demo'
 
 
 def main(argv=None):
@@ -22,7 +24,7 @@ def main(argv=None):
     parser.add_argument('--brain-lobes', action='store_true',
                         help=f'regenerate the brain-lobe demo bundle (default root '
                         f'{osp.relpath(BRAIN_LOBES_DEMO)})')
-    parser.add_argument('--root', help='output folder (default data/ade20k_demo, or the '
+    parser.add_argument('--root', help=f'output folder (default {ADE20K_DEMO}, or the '
                         'bundle with --brain-lobes)')
     parser.add_argument('--num-train', type=int, default=32)
     parser.add_argument('--num-val', type=int, default=8)
@@ -30,7 +32,7 @@ def main(argv=None):
     if args.brain_lobes:
         print(make_brain_lobes_demo(args.root or BRAIN_LOBES_DEMO))
     else:
-        print(make_ade20k_demo(args.root or 'data/ade20k_demo', args.num_train, args.num_val))
+        print(make_ade20k_demo(args.root or ADE20K_DEMO, args.num_train, args.num_val))
 
 
 if __name__ == '__main__':

@@ -23,26 +23,24 @@ import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from timm.data import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup,  # noqa: E402
+import timm
+import torch
+import torch.distributed as dist
+from timm.data import (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup,
                        auto_augment, create_transform)
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa: E402
-from timm.optim import create_optimizer_v2  # noqa: E402
-from timm.scheduler import create_scheduler_v2  # noqa: E402
-from timm.utils import ModelEmaV3, NativeScaler, accuracy, dispatch_clip_grad  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel  # noqa: E402
-from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
-from torchvision.datasets import ImageFolder  # noqa: E402
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, NativeScaler, accuracy, dispatch_clip_grad
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from torchvision.datasets import ImageFolder
 
-import gfnet_dense  # noqa: E402,F401  (registers the classifiers)
-from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,  # noqa: E402
+import gfnet_dense  # noqa: F401  (registers the classifiers)
+from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,
                                      check_finite, check_training_state, load_into,
                                      read_checkpoint, unwrap_state_dict)
-from gfnet_dense.cli import finish_distributed, run_tool  # noqa: E402
+from gfnet_dense.cli import finish_distributed, run_tool
 
 logger = logging.getLogger('pretrain')
 

@@ -32,18 +32,17 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-HERE = osp.dirname(osp.abspath(__file__))
-ROOT = osp.dirname(HERE)
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
+from gfnet_dense.datasets import RealDataUnavailable, cache_dir
+from gfnet_dense.layers import FILTER_RESIZE_MODES
 
-import proving_report  # noqa: E402
+# a sibling tool: tools/ is on sys.path when this runs as python tools/proving_ground.py
+import proving_report
 
-from gfnet_dense.real_data import RealDataUnavailable  # noqa: E402
+# the tools' own repository: the tools and configs run from it
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 STAGES = ('pretrain', 'seg', 'det', 'resolution')
 PEERS = ('resnet18', 'convnext_nano')
-RESIZE_MODES = ('bicubic', 'bilinear', 'spatial')
 # test sizes as (height factor, width factor) of the 217x181 training size
 TEST_SIZES = ((0.5, 0.5), (0.75, 0.75), (1.0, 1.0), (1.5, 1.5), (2.0, 2.0), (1.0, 1.5),
               (1.5, 1.0))
@@ -121,17 +120,17 @@ class ProvingGround:
 
     # data ------------------------------------------------------------------
     def fashion(self) -> Path:
-        from gfnet_dense.real_data.fashion_mnist import write_imagefolder
+        from gfnet_dense.datasets.fashion_mnist import write_imagefolder
         name = 'fashion_mnist_quick' if self.quick else 'fashion_mnist'
         return write_imagefolder(self.data / name, self.budget.train_per_class,
                                  self.budget.val_per_class)
 
     def brain(self) -> Path:
-        from gfnet_dense.real_data.aal import write_seg_dataset
+        from gfnet_dense.datasets.aal import write_seg_dataset
         return write_seg_dataset(self.data / 'brain_lobes')
 
     def trees(self) -> Path:
-        from gfnet_dense.real_data.deepforest import write_coco_dataset
+        from gfnet_dense.datasets.deepforest import write_coco_dataset
         return write_coco_dataset(self.data / 'tree_crowns')
 
     # tools -----------------------------------------------------------------
@@ -244,7 +243,7 @@ class ProvingGround:
     # plan ------------------------------------------------------------------
     def seg_runs(self) -> List[tuple]:
         runs = [('gfnet_h_ti', False, 'bicubic')] if self.budget.seg_from_scratch else []
-        runs += [('gfnet_h_ti', True, mode) for mode in RESIZE_MODES]
+        runs += [('gfnet_h_ti', True, mode) for mode in FILTER_RESIZE_MODES]
         return runs + [(peer, True, None) for peer in self.budget.seg_peers]
 
     def plan(self, stages) -> List[Run]:
@@ -315,7 +314,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from gfnet_dense.real_data import cache_dir
     out = Path(args.out).resolve()
     data = Path(args.data).resolve() if args.data else cache_dir() / 'datasets'
     budget = QUICK if args.quick else FULL

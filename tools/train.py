@@ -8,22 +8,18 @@ missing, unexpected or misshapen weight stops the run before the first iteration
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import gfnet_dense  # noqa: E402,F401  (registers GFNetH / GFNet)
-from gfnet_dense.cli import finish_distributed, run_tool  # noqa: E402
-from gfnet_dense.mm.model_checks import check_run_checkpoint  # noqa: E402
-from gfnet_dense.mm.runtime import (CPU_NOTE, check_data_paths,  # noqa: E402
-                                 init_cpu_distributed,
-                                 parse_with_launcher_args, prepare_config)
-from gfnet_dense.mm.safe_loading import safe_checkpoint_loading  # noqa: E402
+import gfnet_dense  # noqa: F401  (registers GFNetH / GFNet)
+from gfnet_dense.cli import finish_distributed, run_tool
+from gfnet_dense.mm.model_checks import check_run_checkpoint
+from gfnet_dense.mm.runtime import (CPU_NOTE, check_data_paths, init_cpu_distributed,
+                                    parse_with_launcher_args, prepare_config)
+from gfnet_dense.mm.safe_loading import safe_checkpoint_loading
 
 
 def parse_args(argv=None):

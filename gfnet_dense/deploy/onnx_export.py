@@ -17,7 +17,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
     ``dynamic``: symbolic batch, H and W (give an ``example`` with batch >= 2 and
     H, W >= 2: torch.export fixes sizes of 0 and 1). ``dft_form``: the FFTs as
     products with DFT matrices (``'matmul'``) or as ``DFT`` nodes (``'dft'``), see
-    ``gfnet_dense.ops.dft``. Raises ``RuntimeError`` naming the step that failed.
+    ``gfnet_dense.deploy.onnx_fft``. Raises ``RuntimeError`` naming the step that failed.
     """
     import onnx
     if opset < DEFAULT_OPSET:
@@ -44,14 +44,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic: boo
 
 
 def onnx_session(path: str, threads: int = 0):
-    """An ONNX Runtime CPU session (``threads`` 0: its default), warnings silenced,
-    its threads not spinning between runs.
-
-    By default ONNX Runtime's threads spin-wait after a run returns, taking the
-    cores from whatever runs next in the process: in ``--benchmark``'s alternation
-    PyTorch's GFNet-H-S at 1024x1024 took 850 ms after ONNX Runtime runs and 758 ms
-    on its own (2 threads), while ONNX Runtime ran no faster spinning.
-    """
+    """An ONNX Runtime CPU session (``threads`` 0: its default), warnings silenced, its
+    threads not spinning after a run (spinning takes the cores from whatever runs next
+    in the process)."""
     import onnxruntime as ort
     return ort.InferenceSession(path, session_options(threads),
                                 providers=['CPUExecutionProvider'])

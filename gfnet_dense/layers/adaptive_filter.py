@@ -1,9 +1,7 @@
 """AFFNet's token mixer: a filter computed from the spectrum itself (Huang et al., ICCV 2023).
 
-Where GFNet learns one static filter per resolution, the adaptive frequency
-filter computes its filter from the content: a small complex channel MLP
-(block-diagonal over channel groups) on the spectrum, soft-shrunk, multiplies
-the spectrum. No weight depends on ``H x W``, so any input size works as is.
+A small complex channel MLP (block-diagonal over channel groups) on the spectrum,
+soft-shrunk, multiplies the spectrum: no weight depends on ``H x W``.
 """
 from typing import Callable
 
@@ -11,36 +9,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.config import autocast_off
-from ..ops.dft import irfft2, rfft2
+from ..deploy import onnx_fft
+from ..ops.config import autocast_off, exporting_onnx
 from .fx_leaf import fx_leaf
 
 
 def spectral_filter(planes: torch.Tensor,
                     multiplier: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``irfft2(rfft2(x) * multiplier(rfft2(x)))`` over the last two dims, in float32.
-
-    ``planes`` is channels-first ``(B, C, H, W)`` so both FFTs run over
-    contiguous planes; they run in float32 also under autocast (cuFFT has no
-    general half-precision path) and the float32 result is returned. Without
-    autograd the product happens in place.
-    """
-    height, width = planes.shape[-2:]
+    """``irfft2(rfft2(x) * multiplier(rfft2(x)))`` (orthonormal) of ``(B, C, H, W)`` planes:
+    a float32 ``(B, C, H, W)``, computed in float32 also under autocast (cuFFT has no
+    general half-precision path); in place without autograd."""
+    size = planes.shape[-2:]
     with autocast_off(planes):
-        spectrum = rfft2(planes.float())
+        if exporting_onnx():  # export: the FFTs' ONNX form
+            spectrum = onnx_fft.rfft2(planes.float())
+            return onnx_fft.irfft2(spectrum * multiplier(spectrum), size)
+        spectrum = torch.fft.rfft2(planes.float(), norm='ortho')  # plain
         mask = multiplier(spectrum)
         spectrum = spectrum * mask if torch.is_grad_enabled() else spectrum.mul_(mask)
-        return irfft2(spectrum, (height, width))
+        return torch.fft.irfft2(spectrum, s=size, norm='ortho')
 
 
 @fx_leaf
 class AdaptiveFrequencyFilter(nn.Module):
     """``z + irfft2(softshrink(MLP(Z)) * Z)`` with ``Z = rfft2(z)``: ``(B, C, H, W) -> same``.
 
-    The MLP is complex, two layers, block-diagonal over ``groups`` channel
-    groups; ``w*[0]`` / ``w*[1]`` hold real and imaginary parts; ``act_layer``
-    acts on real and imaginary parts after the first (SiLU: the public
-    implementation takes the network's activation, swish in its recipes).
+    The MLP is complex, two layers, block-diagonal over ``groups`` channel groups
+    (``w*[0]`` / ``w*[1]``: real / imaginary parts); ``act_layer`` acts on both parts
+    after the first (SiLU: the public code takes the network's activation).
     """
 
     def __init__(self, dim: int, groups: int = 8, sparsity: float = 0.01,
@@ -58,14 +54,10 @@ class AdaptiveFrequencyFilter(nn.Module):
 
     @staticmethod
     def _complex_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Per-group complex ``(re + i im) @ (weight[0] + i weight[1]) + bias``.
-
-        ``x`` is ``(B, G, 2c, N)``: in each group the real parts in the first ``c``
-        rows, the imaginary parts in the last ``c``; returns ``(B, G, 2o, N)`` laid
-        out the same. One real product per group, ``[[W0, -W1], [W1, W0]]^T`` times
-        ``[re; im]``, on contiguous rows (a product per part on the complex
-        tensor's strided real and imaginary views is several times slower).
-        """
+        """Per-group complex ``(re + i im) @ (weight[0] + i weight[1]) + bias`` on
+        ``(B, G, 2c, N)`` (each group's real parts, then its imaginary parts) ->
+        ``(B, G, 2o, N)``: one real product ``[[W0, -W1], [W1, W0]]^T [re; im]`` per
+        group on contiguous rows, not one per strided part of a complex tensor."""
         w_re, w_im = weight.transpose(-1, -2)  # each (G, o, c)
         block = torch.cat((torch.cat((w_re, -w_im), -1), torch.cat((w_im, w_re), -1)), -2)
         return torch.matmul(block, x) + bias.transpose(0, 1).flatten(1)[..., None]

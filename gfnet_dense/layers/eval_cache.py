@@ -5,7 +5,14 @@ on the input size and the parameters, not on the image: in eval without
 autograd they are computed once per size and kept on the module that owns the
 parameters. Training (or autograd) recomputes them each call, so gradients
 reach the stored parameters.
+
+Threads may run one model in eval at once: every read or change of a cache
+holds one lock of this module, for the dictionary operations only (never while
+a value is computed, so threads compute in parallel; two threads missing the
+same key both compute it and the first stored value is kept and returned).
+The lock is a module global, not an attribute, so modules copy and pickle as before.
 """
+import threading
 from collections import OrderedDict
 from typing import Callable, Hashable, Iterable, Optional
 
@@ -16,6 +23,10 @@ from ..ops.config import capturing_graph
 
 _CACHE_SIZE = 8  # enough for multi-scale test-time augmentation without thrashing
 _CACHE_ATTR = '_eval_cache'
+# guards every eval cache's OrderedDict: lookups, insertions and evictions of
+# concurrent threads would otherwise interleave (a hit evicted between its
+# lookup and its move_to_end, two evictions of one entry)
+_LOCK = threading.Lock()
 
 
 def parameter_key(param: torch.Tensor) -> tuple:
@@ -42,13 +53,18 @@ def memoize_in_eval(module: nn.Module, key: Hashable, compute: Callable[[], obje
     """
     if not _caching(module):
         return compute()
-    cache = module.__dict__.setdefault(_CACHE_ATTR, OrderedDict())
-    if key in cache:
+    with _LOCK:
+        cache = module.__dict__.get(_CACHE_ATTR)
+        if cache is not None and key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = compute()  # outside the lock: other threads run meanwhile
+    with _LOCK:
+        cache = module.__dict__.setdefault(_CACHE_ATTR, OrderedDict())
+        value = cache.setdefault(key, value)  # another thread's, had it stored one first
         cache.move_to_end(key)
-        return cache[key]
-    value = cache[key] = compute()
-    if len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
+        if len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
     return value
 
 
@@ -117,7 +133,9 @@ def eval_cache_bytes(model: nn.Module) -> int:
     owned = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers())}
     seen, total = set(owned), 0
     for module in model.modules():
-        for value in module.__dict__.get(_CACHE_ATTR, {}).values():
+        with _LOCK:  # a snapshot: other threads may be filling the cache
+            values = list(module.__dict__.get(_CACHE_ATTR, {}).values())
+        for value in values:
             for t in _tensors(value):
                 key = _storage_key(t)
                 if key not in seen:

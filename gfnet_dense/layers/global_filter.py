@@ -1,12 +1,8 @@
 """The resolution-adaptive global filter, GFNet's token mixer.
 
-A global filter multiplies the 2-D real FFT of a token grid by a learnable complex
-filter and transforms back. By the convolution theorem this is a circular
-convolution over the whole grid with the spatial kernel ``irfft2(filter)``.
-
-The filter is stored at the grid it was (pre)trained on and resized on the fly to
-the grid of the current input (``filter_resize``), so weights learned at 224x224
-run at any size.
+``irfft2(rfft2(x) * filter)`` over the token grid: a circular convolution over the
+whole grid with the spatial kernel ``irfft2(filter)``. The filter is stored for
+the grid it was trained on and resized to the input's (``filter_resize``).
 """
 from typing import Sequence, Tuple
 
@@ -14,23 +10,23 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..ops.dft import filter_spectrum
+from ..deploy import onnx_fft
 from .eval_cache import EvalCacheMixin
 from .filter_resize import check_resize_mode, resize_filter
 from .fx_leaf import fx_leaf
+from .reference import ForwardReferenceMixin
 
 
 @fx_leaf
-class GlobalFilter(EvalCacheMixin, nn.Module):
-    """Global filter token mixer on a channels-last token grid.
+class GlobalFilter(ForwardReferenceMixin, EvalCacheMixin, nn.Module):
+    """Global filter token mixer: ``(B, H, W, C) -> (B, H, W, C)`` for any ``H, W``.
+
+    The FFTs run in float32 (also under autocast); the output has the input dtype.
 
     Args:
         dim: channels ``C``.
-        grid_size: ``(h, w)`` token grid the filter is stored for (pretraining size).
-        resize_mode: how the filter follows other grids, see ``FILTER_RESIZE_MODES``.
-
-    Shape: ``(B, H, W, C) -> (B, H, W, C)`` for any ``H, W``; the FFT runs in
-    float32 (also under autocast) and the output has the input dtype.
+        grid_size: ``(h, w)`` token grid the filter is stored for.
+        resize_mode: how the filter follows other grids (``FILTER_RESIZE_MODES``).
     """
 
     def __init__(self, dim: int, grid_size: Sequence[int], resize_mode: str = 'bicubic'):
@@ -45,11 +41,10 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
                 f'resize_mode={self.resize_mode!r}')
 
     def filter_for(self, size: Tuple[int, int], channels_first: bool = False) -> torch.Tensor:
-        """Complex64 filter ``(H, W//2+1, C)`` for a token grid of ``size``, or a
-        contiguous ``(C, H, W//2+1)`` with ``channels_first`` (memoised in eval).
-        Resized in float32, also under autocast."""
+        """Complex64 filter ``(H, W//2+1, C)`` for a grid of ``size``, or a contiguous
+        ``(C, H, W//2+1)`` with ``channels_first``; memoised in eval."""
         weight = self.complex_weight.float()
-        if not ops.config.exporting_onnx() and tuple(size) == self.grid_size:
+        if tuple(size) == self.grid_size:
             resized = weight.permute(2, 0, 1, 3).contiguous() if channels_first else weight
         else:
             with ops.config.autocast_off(weight):
@@ -60,19 +55,23 @@ class GlobalFilter(EvalCacheMixin, nn.Module):
                     [self.complex_weight])
         return torch.view_as_complex(resized)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``irfft2(rfft2(x) * filter)`` over the grid ``(H, W)`` of ``x`` (orthonormal FFTs)."""
-        size = (x.shape[1], x.shape[2])
-        if ops.fast_path_eligible(x):  # the same product over channels-first planes
-            return ops.global_filter(x, self.filter_for(size, channels_first=True))
-        with ops.config.autocast_off(x):
-            # irfft2(rfft2(x) * filter)
-            out = filter_spectrum(x.float(), self.filter_for(size), dim=(1, 2))
-        return out.to(x.dtype)
+    def onnx_filter_for(self, size: Tuple[int, int]) -> torch.Tensor:
+        """``filter_for(size)`` as an ONNX export records it: resized in the graph at
+        any (symbolic) size, also the stored one."""
+        weight = self.complex_weight.float()
+        with ops.config.autocast_off(weight):
+            resized = resize_filter(weight, size, self.resize_mode, self.grid_size, onnx=True)
+        return torch.view_as_complex(resized.contiguous())
 
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` with the fast path off: the plain formulation (the public
-        code's), kept to check the fast path against. Flips the process-wide
-        switch for the call."""
-        with ops.fast_path(False):
-            return self.forward(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (x.shape[1], x.shape[2])
+        if ops.fast_path_eligible(x):  # fast: the FFTs over channels-first planes
+            return ops.global_filter(x, self.filter_for(size, channels_first=True))
+        with ops.config.autocast_off(x):  # float32 FFTs
+            if ops.config.exporting_onnx():  # export: the FFTs' ONNX form
+                out = onnx_fft.filter_spectrum(x.float(), self.onnx_filter_for(size), dim=(1, 2))
+            else:  # plain
+                filt = self.filter_for(size)
+                spectrum = torch.fft.rfft2(x.float(), dim=(1, 2), norm='ortho')
+                out = torch.fft.irfft2(spectrum * filt, s=size, dim=(1, 2), norm='ortho')
+        return out.to(x.dtype)

@@ -1,35 +1,24 @@
 """Patch embedding and its token grid: grid sizes, position embedding resizing."""
 import math
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.config import capturing_graph, exporting_onnx
+from ..ops.config import capturing_graph
 from .filter_resize import interpolate_grid
 
 
-def to_2tuple(size: Union[int, float, Sequence[int]]) -> Tuple[int, int]:
-    """``(H, W)`` from one side length or a pair."""
-    if isinstance(size, (int, float)):
-        return int(size), int(size)
-    return int(size[0]), int(size[1])
-
-
 def grid_after(size: Tuple[int, int], stride: int) -> Tuple[int, int]:
-    """Token grid produced from ``size`` by a stride-``stride`` patch embedding with padding."""
+    """Token grid of a stride-``stride`` patch embedding (with padding) of an image of ``size``."""
     return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch x patch`` conv: ``(B, C, H, W) -> (B, ceil(H/p), ceil(W/p), D)``.
-
-    The output is a contiguous channels-last token grid.
-
-    Inputs whose size is not a multiple of the patch are zero-padded at the
-    bottom and right, so every input size is accepted.
-    """
+    """Non-overlapping ``patch x patch`` conv: ``(B, C, H, W) -> (B, ceil(H/p), ceil(W/p), D)``,
+    a contiguous channels-last token grid; inputs are zero-padded at the bottom and
+    right to a multiple of the patch."""
 
     def __init__(self, in_chans: int, embed_dim: int, patch_size: int):
         super().__init__()
@@ -48,10 +37,11 @@ class PatchEmbed(nn.Module):
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Sequence[int],
-                     dst_grid: Sequence[int]) -> torch.Tensor:
-    """Bicubic resize of a ``(1, h*w, C)`` position embedding to ``(1, H*W, C)``."""
-    if not exporting_onnx() and tuple(src_grid) == tuple(dst_grid):
+                     dst_grid: Sequence[int], onnx: bool = False) -> torch.Tensor:
+    """Bicubic resize of a ``(1, h*w, C)`` position embedding to ``(1, H*W, C)``;
+    ``onnx``: the form an ONNX export records (resized at any, symbolic, grid)."""
+    if not onnx and tuple(src_grid) == tuple(dst_grid):
         return pos_embed
     grid = pos_embed.float().reshape(src_grid[0], src_grid[1], -1)
-    out = interpolate_grid(grid, dst_grid, 'bicubic', align_corners=False)
+    out = interpolate_grid(grid, dst_grid, 'bicubic', align_corners=False, onnx=onnx)
     return out.reshape(1, -1, pos_embed.shape[-1]).to(pos_embed.dtype)

@@ -1,14 +1,10 @@
 """The OpenMMLab side (the only code that imports mmengine / mmseg / mmdet).
 
-Importing it registers, in MMEngine's root registries (so they build under the
-``mmseg`` and ``mmdet`` scopes alike): the backbones ``GFNet``, ``GFNetH`` and
-``AFFNet``, ``TimmFeatures`` (any timm model as a backbone), the hooks
-``SafeCheckpointLoadingHook`` and ``SegLabelCheckHook`` and the optimizer
-constructor ``LayerDecayOptimWrapperConstructor``; and it puts our checkpoint
-loaders in MMEngine's scheme table for local files, URLs and model-zoo names
-(``safe_loading.install_safe_loading``), so MMSeg's and MMDet's inference APIs
-read checkpoints under ``gfnet_dense.checkpoints``' policy; and it adds the FFTs
-to mmengine's FLOP table (``flop_handles.register_mmengine_handles``).
+Importing it registers, in MMEngine's root registries (built under the ``mmseg``
+and ``mmdet`` scopes alike), the backbones ``GFNet``, ``GFNetH``, ``AFFNet`` and
+``TimmFeatures``, the hooks ``SafeCheckpointLoadingHook`` and ``SegLabelCheckHook``
+and ``LayerDecayOptimWrapperConstructor``; it puts our checkpoint loaders in
+MMEngine's scheme table (``safe_loading``) and the FFTs in mmengine's FLOP table.
 """
 from ..flop_handles import register_mmengine_handles
 from .backbones import AFFNet, GFNet, GFNetH

@@ -42,7 +42,9 @@ def _variant_settings(arch, table, required, drop_path_rate: Optional[float]) ->
     return settings
 
 
-def _normalize_indices(indices: Union[int, Sequence[int]], count: int, what: str) -> Tuple[int, ...]:
+def normalize_indices(indices: Union[int, Sequence[int]], count: int, what: str) -> Tuple[int, ...]:
+    """``out_indices`` (one or several, negative from the end) as sorted distinct
+    indices in ``[0, count)``; fails naming ``what`` is indexed."""
     indices = (indices,) if isinstance(indices, numbers.Integral) else tuple(indices)
     if not indices:
         raise ValueError(f'out_indices must name at least one {what}')
@@ -64,8 +66,9 @@ def _freeze(*modules) -> None:
                 p.requires_grad_(False)
 
 
-class _MMBackboneMixin:
-    """Freezing, ``norm_eval``, ``train()`` and ``init_cfg`` loading for every backbone."""
+class MMBackboneMixin:
+    """Freezing, ``norm_eval``, ``train()`` and ``init_cfg`` loading for every backbone
+    (``TimmFeatures`` included)."""
 
     out_indices: Tuple[int, ...]
     frozen_stages: int
@@ -155,7 +158,7 @@ class _MMBackboneMixin:
 
 
 @MODELS.register_module()
-class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
+class GFNetH(MMBackboneMixin, HierarchicalGFNet, BaseModule):
     """GFNet-H backbone: NCHW maps at strides 4/8/16/32 for any input size.
 
     Args:
@@ -196,7 +199,7 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
                          filter_resize=filter_resize, with_cp=with_cp, **settings)
         self.arch = arch
         num_stages = len(self.depths)
-        self._setup(_normalize_indices(out_indices, num_stages, 'stage'), self.embed_dims,
+        self._setup(normalize_indices(out_indices, num_stages, 'stage'), self.embed_dims,
                     frozen_stages, norm_eval, init_cfg, pretrained)
 
     def _last_is_final(self) -> bool:
@@ -222,7 +225,7 @@ class GFNetH(_MMBackboneMixin, HierarchicalGFNet, BaseModule):
 
 
 @MODELS.register_module()
-class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
+class GFNet(MMBackboneMixin, IsotropicGFNet, BaseModule):
     """Isotropic GFNet backbone: stride-16 NCHW maps taken after chosen blocks.
 
     Pair it with a multi-level neck (``MultiLevelNeck`` in MMSeg) to build a
@@ -253,7 +256,7 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
         self.arch = arch
         if out_indices is None:
             out_indices = [(k + 1) * self.depth // 4 - 1 for k in range(4)]
-        self._setup(_normalize_indices(out_indices, self.depth, 'block'),
+        self._setup(normalize_indices(out_indices, self.depth, 'block'),
                     [self.embed_dim] * self.depth, frozen_stages, norm_eval, init_cfg, pretrained)
 
     def _last_is_final(self) -> bool:
@@ -274,7 +277,7 @@ class GFNet(_MMBackboneMixin, IsotropicGFNet, BaseModule):
 
 
 @MODELS.register_module()
-class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
+class AFFNet(MMBackboneMixin, AFFNetTrunk, BaseModule):
     """AFFNet backbone: NCHW maps of the chosen stages (strides 2/4/8/16/32), any input size.
 
     Args:
@@ -310,7 +313,7 @@ class AFFNet(_MMBackboneMixin, AFFNetTrunk, BaseModule):
         super().__init__(in_chans=in_channels, with_cp=with_cp, output_stride=output_stride,
                          **settings)
         self.arch = arch
-        self._setup(_normalize_indices(out_indices, len(self.stages), 'stage'), None,
+        self._setup(normalize_indices(out_indices, len(self.stages), 'stage'), None,
                     frozen_stages, norm_eval, init_cfg, pretrained)
 
     def _last_is_final(self) -> bool:

@@ -126,7 +126,7 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
         raise FileNotFoundError(
             'dataset paths do not exist:\n  ' + '\n  '.join(dict.fromkeys(missing)) +
             '\nset data_root in the config (or --cfg-options train_dataloader.dataset.data_root=...)'
-            ' to where the data lives; see README "Data layout"')
+            ' to where the data lives; see docs/segmentation.md and docs/detection.md, "Data layout"')
     if empty:
         raise ValueError(
             'COCO annotation files without data:\n  ' + '\n  '.join(dict.fromkeys(empty)) +

@@ -9,8 +9,8 @@ from mmseg.registry import MODELS
 class ProjectedASPPHead(ASPPHead):
     """DeepLabv3 as cvnets (the public AFFNet code) builds it: mmseg's ``ASPPHead``
     whose concatenated branches are fused by a 1x1 projection instead of a 3x3
-    convolution (``(len(dilations) + 1) * channels -> channels``; 1.0M instead of
-    2.9M parameters at 5 x 256 channels). Shapes and arguments as ``ASPPHead``."""
+    convolution (``(len(dilations) + 1) * channels -> channels``). Shapes and
+    arguments as ``ASPPHead``."""
 
     def __init__(self, dilations=(1, 12, 24, 36), **kwargs):
         super().__init__(dilations=dilations, **kwargs)

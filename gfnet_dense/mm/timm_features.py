@@ -13,11 +13,11 @@ from mmengine.registry import MODELS
 
 from ..checkpoints import (CheckpointMismatchError, check_finite, load_into, mismatch_report,
                            read_checkpoint, select_prefix, unwrap_state_dict)
-from .backbones import _MMBackboneMixin, _normalize_indices
+from .backbones import MMBackboneMixin, normalize_indices
 
 
 @MODELS.register_module()
-class TimmFeatures(_MMBackboneMixin, BaseModule):
+class TimmFeatures(MMBackboneMixin, BaseModule):
     """The feature maps of a timm model, NCHW, e.g. ResNet-18 / ConvNeXt beside GFNet-H.
 
     Args:
@@ -63,10 +63,10 @@ class TimmFeatures(_MMBackboneMixin, BaseModule):
         except (IndexError, AssertionError):  # timm's out-of-range index errors
             count = len(timm.create_model(model_name, pretrained=False,
                                           **self._timm_kwargs).feature_info)
-            _normalize_indices(given, count, f'{model_name} feature level')
+            normalize_indices(given, count, f'{model_name} feature level')
             raise  # in range after all: another problem
         count = len(self.body.feature_info)
-        indices = _normalize_indices(given, count, f'{model_name} feature level')
+        indices = normalize_indices(given, count, f'{model_name} feature level')
         if tuple(i % count for i in given) != indices:  # unsorted or repeated: outputs in order
             self.body = self._create(indices)
         info = self.body.feature_info

@@ -4,7 +4,8 @@ The MMEngine backbones built on these trunks live in ``gfnet_dense.mm``.
 """
 from .affnet import AFFNET_ARCHS, AFFNetClassifier, AFFNetTrunk
 from .gfnet import (GFNET_ARCHS, GFNET_H_ARCHS, GFBlock, GFNetClassifier, GFNetHClassifier,
-                    HierarchicalGFNet, IsotropicGFNet, checkpoint_filter_fn)
+                    HierarchicalGFNet, IsotropicGFNet)
+from .heads import checkpoint_filter_fn
 
 __all__ = [
     'AFFNET_ARCHS', 'AFFNetClassifier', 'AFFNetTrunk', 'GFBlock', 'GFNetClassifier',

@@ -1,36 +1,29 @@
 """AFFNet: adaptive frequency filtering, GFNet's dynamic relative (Huang et al., ICCV 2023).
 
-Where GFNet learns one static filter per resolution, AFFNet computes its filter
-from the content (``gfnet_dense.layers.AdaptiveFrequencyFilter``: a small complex
-channel MLP on the spectrum, soft-shrunk, multiplies the spectrum). No weight
-depends on H x W, so any input size works without resizing.
-
-Layout (MobileViT style, NCHW throughout), equal to the public implementation
-(microsoft/TokenMixers, built on cvnets; ``gfnet_dense.cvnets_layout``
-converts its checkpoints): a stride-2 stem, two MobileNetV2 stages, then three
-stages of ``down-sampling MBConv -> AFF blocks -> norm -> 1x1 projection ->
-concat with the stage input -> 1x1 fusion``. Every activation is SiLU, the
-filter MLP's included; every norm of the AFF stages is cvnets' ``layer_norm_2d``,
-a GroupNorm with one group (statistics over channels *and* pixels of each image).
-The five stages are the feature levels (``feature_info``), strides 2/4/8/16/32;
+The filter is computed from the content (``gfnet_dense.layers.AdaptiveFrequencyFilter``),
+so no weight depends on H x W. Layout (MobileViT style, NCHW) as the public code
+(microsoft/TokenMixers, on cvnets; ``gfnet_dense.checkpoints.cvnets`` converts its
+files): a stride-2 stem, two MobileNetV2 stages, three stages of ``down-sampling
+MBConv -> AFF blocks -> norm -> 1x1 projection -> concat with the stage input -> 1x1
+fusion``. SiLU everywhere; the AFF stages' norms are cvnets' ``layer_norm_2d`` (a
+one-group GroupNorm). The five stages are the feature levels (strides 2/4/8/16/32);
 the classifier adds a 1x1 expansion, global pooling and a linear head.
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath, calculate_drop_path_rates
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.layers import DropPath, calculate_drop_path_rates, make_divisible
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from ..checkpoints import adapt_state_dict
 from ..layers import AdaptiveFrequencyFilter, EvalCacheMixin, check_image_batch, run_blocks
 from ..ops.config import (conv_memory_format, decision_device, fast_path_eligible,
                           mbconv_strip_rows, use_fast_inference, use_folded_batch_norm)
 from ..ops.conv_bn import FoldedConv, fold_batch_norm
 from ..ops.mbconv import inverted_residual_strips
 from .features import check_output_fmt, to_output_fmt
-from .heads import ClassifierMixin, factory_kwargs
+from .heads import ClassifierMixin, build_classifier, factory_kwargs
 
 # widths of the five stages, MobileNetV2 expansion; AFF blocks per stage 3/4/5
 AFFNET_ARCHS: Dict[str, dict] = {
@@ -42,11 +35,6 @@ AFF_DEPTHS = (2, 4, 3)
 MV2_DEPTHS = (1, 3)
 STEM_WIDTH = 16
 FFN_RATIO = 2
-
-
-def _make_divisible(value: float, divisor: int = 8) -> int:
-    out = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return out + divisor if out < 0.9 * value else out
 
 
 class ConvBNAct(EvalCacheMixin, nn.Sequential):
@@ -89,7 +77,7 @@ class InvertedResidual(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: float,
                  dilation: int = 1):
         super().__init__()
-        hidden = _make_divisible(round(in_ch * expand_ratio))
+        hidden = make_divisible(round(in_ch * expand_ratio))
         layers = [] if expand_ratio == 1 else [ConvBNAct(in_ch, hidden)]
         layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden, dilation=dilation),
                    ConvBNAct(hidden, out_ch, act=False)]
@@ -123,8 +111,7 @@ class LayerNorm2d(nn.GroupNorm):
         if not fast_path_eligible(x) or x.is_contiguous():  # NCHW maps off the fast path
             return super().forward(x)
         # channels-last maps (fast path): normalised as NCHW planes, since the CPU
-        # kernel for channels-last sums squares in one pass (float32 errors up to
-        # 300x the NCHW kernel's at input mean 100)
+        # kernel for channels-last sums squares in one pass (less accurate in float32)
         return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
 
 
@@ -314,21 +301,13 @@ def _cfg() -> dict:
 default_cfgs = generate_default_cfgs({f'affnet_{a}.in1k': _cfg() for a in AFFNET_ARCHS})
 
 
-def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
-    """Any checkpoint of ours, or a public (cvnets-layout) AFFNet file, for ``model``."""
-    return adapt_state_dict(state_dict, model)
-
-
 def _affnet(arch: str, pretrained: bool, **kwargs) -> AFFNetClassifier:
     """``features_only=True`` gives the five stage maps (default) through
     ``forward_intermediates`` (timm's ``FeatureGetterNet``); ``pretrained=True`` with
     ``pretrained_cfg_overlay=dict(file=...)`` loads ours or a public cvnets file."""
     stages = len(MV2_DEPTHS) + len(AFF_DEPTHS)
-    return build_model_with_cfg(AFFNetClassifier, f'affnet_{arch}', pretrained,
-                                pretrained_filter_fn=checkpoint_filter_fn,
-                                feature_cfg=dict(out_indices=tuple(range(stages)),
-                                                 feature_cls='getter'),
-                                **dict(AFFNET_ARCHS[arch], **kwargs))
+    return build_classifier(AFFNetClassifier, f'affnet_{arch}', pretrained, range(stages),
+                            **dict(AFFNET_ARCHS[arch], **kwargs))
 
 
 @register_model

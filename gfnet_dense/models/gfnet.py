@@ -1,31 +1,25 @@
-"""GFNet and GFNet-H (Rao et al., NeurIPS 2021): one network for classification and
-dense prediction.
+"""GFNet and GFNet-H (Rao et al., NeurIPS 2021) for classification and dense prediction.
 
-``IsotropicGFNet`` and ``HierarchicalGFNet`` are the trunks: patch embedding,
-position embedding and global filter blocks, for any input size, with timm's
-feature API (``feature_info``, ``forward_intermediates``). The timm classifiers
-below add the final norm and the head; the MMEngine backbones in
-``gfnet_dense.mm.backbones`` add one norm per output. Parameter names follow
-the released ImageNet checkpoints, so those load strictly into the classifiers.
-
-Tokens are kept channels-last (``B, H, W, C``) between blocks: LayerNorm and the
-MLP act on the last dim and the FFT runs over ``(H, W)``.
+``IsotropicGFNet`` and ``HierarchicalGFNet`` are the trunks (any input size, timm's
+feature API); the timm classifiers add the final norm and the head, the MMEngine
+backbones (``gfnet_dense.mm.backbones``) a norm per output. Parameter names follow
+the released checkpoints. Tokens stay channels-last ``(B, H, W, C)`` between
+blocks: LayerNorm and the MLP act on the last dim, the FFT over ``(H, W)``.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.layers import DropPath, calculate_drop_path_rates, to_2tuple, trunc_normal_
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
 from .. import ops
-from ..layers import (EvalCacheMixin, GlobalFilter, Mlp, PatchEmbed, check_image_batch,
-                      grid_after, resize_pos_embed, run_blocks, to_2tuple)
-from ..checkpoints import adapt_state_dict
+from ..layers import (EvalCacheMixin, ForwardReferenceMixin, GlobalFilter, Mlp, PatchEmbed,
+                      check_image_batch, grid_after, resize_pos_embed, run_blocks)
 from .features import check_output_fmt, to_output_fmt
-from .heads import ClassifierMixin, factory_kwargs
+from .heads import ClassifierMixin, build_classifier, factory_kwargs
 
 # Variant tables. ``layer_scale_init=None`` means no ``gamma`` in the blocks.
 GFNET_ARCHS: Dict[str, dict] = {
@@ -50,7 +44,7 @@ GFNET_PATCH_SIZE = 16
 torch.fx.wrap('resize_pos_embed')
 
 
-class GFBlock(nn.Module):
+class GFBlock(ForwardReferenceMixin, nn.Module):
     """``x + drop_path(gamma * mlp(norm2(filter(norm1(x)))))`` on ``(B, H, W, C)`` tokens."""
 
     def __init__(self, dim: int, grid_size: Tuple[int, int], mlp_ratio: float = 4.0,
@@ -67,18 +61,12 @@ class GFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.filter(self.norm1(x))
-        if ops.fast_path_eligible(x):  # the same branch by fused kernels
+        if ops.fast_path_eligible(x):  # fast: the MLP branch by fused kernels
             return ops.residual_mlp(x, y, self.norm2, self.mlp, self.gamma, self.drop_path)
-        y = self.mlp(self.norm2(y))
+        y = self.mlp(self.norm2(y))  # plain
         if self.gamma is not None:
             y = self.gamma * y
         return x + self.drop_path(y)
-
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` with the fast path off: the plain formulation, kept to check the
-        fast path against. Flips the process-wide switch for the call."""
-        with ops.fast_path(False):
-            return self.forward(x)
 
 
 def default_feature_blocks(depth: int) -> Tuple[int, ...]:
@@ -108,9 +96,12 @@ class _GFNetTrunk(EvalCacheMixin, nn.Module):
 
     def pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
         """Position embedding resized to ``grid``, as ``(1, H, W, C)`` (memoised in eval)."""
-        pos = self.memoize(('pos', tuple(grid)),
-                           lambda: resize_pos_embed(self.pos_embed, self.pos_grid, grid),
-                           [self.pos_embed])
+        if ops.config.exporting_onnx():  # export: resized in the graph, at any grid
+            pos = resize_pos_embed(self.pos_embed, self.pos_grid, grid, onnx=True)
+        else:
+            pos = self.memoize(('pos', tuple(grid)),
+                               lambda: resize_pos_embed(self.pos_embed, self.pos_grid, grid),
+                               [self.pos_embed])
         return pos.reshape(1, grid[0], grid[1], -1)
 
     def add_pos_embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -347,11 +338,6 @@ class GFNetHClassifier(ClassifierMixin, HierarchicalGFNet):
 
 
 # --------------------------------------------------------------------------- timm
-def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
-    """Adapt a released / pretraining checkpoint to ``model`` (resizes filters, pos_embed)."""
-    return adapt_state_dict(state_dict, model)
-
-
 def _cfg(pool_size: Tuple[int, int], first_conv: str) -> dict:
     return dict(url='', num_classes=1000, input_size=(3, 224, 224), pool_size=pool_size,
                 crop_pct=0.875, interpolation='bicubic', fixed_input_size=False,
@@ -365,26 +351,15 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _create(cls, variant: str, settings: dict, pretrained: bool,
-            feature_levels: Sequence[int], **kwargs) -> nn.Module:
-    """``features_only=True`` gives the maps of ``out_indices``, by default
-    ``feature_levels``, through ``forward_intermediates`` (timm's ``FeatureGetterNet``)."""
-    return build_model_with_cfg(cls, variant, pretrained,
-                                pretrained_filter_fn=checkpoint_filter_fn,
-                                feature_cfg=dict(out_indices=tuple(feature_levels),
-                                                 feature_cls='getter'),
-                                **dict(settings, **kwargs))
-
-
 def _gfnet(arch: str, pretrained: bool, **kwargs) -> GFNetClassifier:
     depth = kwargs.get('depth', GFNET_ARCHS[arch]['depth'])
-    return _create(GFNetClassifier, f'gfnet_{arch}', GFNET_ARCHS[arch], pretrained,
-                   default_feature_blocks(depth), **kwargs)
+    return build_classifier(GFNetClassifier, f'gfnet_{arch}', pretrained,
+                            default_feature_blocks(depth), **dict(GFNET_ARCHS[arch], **kwargs))
 
 
 def _gfnet_h(arch: str, pretrained: bool, **kwargs) -> GFNetHClassifier:
-    return _create(GFNetHClassifier, f'gfnet_h_{arch}', GFNET_H_ARCHS[arch], pretrained,
-                   range(len(GFNET_H_PATCH_SIZES)), **kwargs)
+    return build_classifier(GFNetHClassifier, f'gfnet_h_{arch}', pretrained,
+                            range(len(GFNET_H_PATCH_SIZES)), **dict(GFNET_H_ARCHS[arch], **kwargs))
 
 
 @register_model

@@ -1,12 +1,15 @@
-"""What the timm classifiers share: global pooling, the linear head, and timm's
-``device`` / ``dtype`` factory arguments."""
+"""What the timm classifiers share: global pooling, the linear head, timm's ``device`` /
+``dtype`` factory arguments, their building and their checkpoint filter."""
 import contextlib
 import functools
-from typing import Callable, ContextManager, Optional
+from typing import Callable, ContextManager, Iterable, Optional
 
 import torch
 from timm.layers import get_channel_dim, get_spatial_dim
+from timm.models import build_model_with_cfg
 from torch import nn
+
+from ..checkpoints import adapt_state_dict
 
 #: ``global_pool`` values: average over the grid, or none (the features' own layout)
 GLOBAL_POOLS = ('avg', '')
@@ -79,3 +82,21 @@ class ClassifierMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
+    """Any checkpoint of ours, a released GFNet one or a public (cvnets-layout) AFFNet
+    file, adapted to ``model`` (filters and ``pos_embed`` resized)."""
+    return adapt_state_dict(state_dict, model)
+
+
+def build_classifier(cls: type, variant: str, pretrained: bool, feature_levels: Iterable[int],
+                     **kwargs) -> nn.Module:
+    """timm's ``build_model_with_cfg`` with ``checkpoint_filter_fn``; ``features_only=True``
+    gives the maps of ``out_indices`` (default ``feature_levels``) through
+    ``forward_intermediates`` (timm's ``FeatureGetterNet``)."""
+    return build_model_with_cfg(cls, variant, pretrained,
+                                pretrained_filter_fn=checkpoint_filter_fn,
+                                feature_cfg=dict(out_indices=tuple(feature_levels),
+                                                 feature_cls='getter'),
+                                **kwargs)

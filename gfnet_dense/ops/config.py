@@ -14,9 +14,21 @@ Whether a layer takes it for a given input is one decision, ``fast_path_eligible
 the plain formulation also runs wherever the model is recorded rather than run
 (``capturing_graph``: FX, TorchScript, torch.export, ONNX) or its FLOPs are counted
 (``FlopCounterMode``).
+
+Threads: the switch has a process-wide default (``GFNET_FAST_PATH`` at import,
+``set_fast_path``) and a per-thread setting that the context managers
+(``fast_path``, ``onnx_export``, ``force_device_type``) set for their block, so two
+threads serving one model each run the path they asked for. A new thread starts
+with the default. The per-thread state is a ``threading.local``, not a
+``contextvars.ContextVar``: torch.compile traces (and guards on) the former and
+breaks its graph on the latter (torch 2.11); so asyncio tasks of one thread share
+a setting (a ``with fast_path(...)`` block around an ``await`` reaches the other
+tasks). The kernels' autograd Functions take their decisions in ``forward`` and keep
+them for ``backward``, which autograd may run in another thread.
 """
 import contextlib
 import os
+import threading
 from typing import ContextManager, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -29,8 +41,7 @@ from . import _torch_private
 from ._torch_private import ONEDNN_LINEAR_AVAILABLE
 
 #: CPU MLP: the ``4C``-wide hidden layer is computed in row chunks of about this
-#: many elements (8 MiB fp32), measured best on a 2-core CPU across the four
-#: GFNet-H stages at 512-2048 pixels.
+#: many elements (8 MiB fp32; the size measured best on CPU: docs/benchmarks.md).
 MLP_CHUNK_ELEMENTS = 1 << 21
 #: rows per MLP chunk never fall below this
 MLP_CHUNK_MIN_ROWS = 256
@@ -47,38 +58,63 @@ TRANSPOSE_TILE = 1 << 19
 #: hold about this many (4 MiB fp32; ``ops.mbconv``).
 MBCONV_STRIP_ELEMENTS = 1 << 20
 
-_state = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0',
-          'device_type': None, 'onnx_export': False, 'onnx_dft_form': 'matmul'}
+#: the process-wide default of the switch: what a thread sees outside any
+#: ``fast_path`` block (``GFNET_FAST_PATH`` at import, then ``set_fast_path``)
+_defaults = {'fast_path': os.environ.get('GFNET_FAST_PATH', '1').strip() != '0'}
 
-#: the forms the FFTs take in an ONNX export (``ops.dft``)
+# The per-thread settings, each absent (read as ``None``) until a context manager
+# sets it: ``fast_path`` (bool; ``None``: the default), ``onnx_dft_form`` (the FFT
+# form while an ONNX export runs; ``None``: not exporting), ``device_type`` (forced
+# decision device; ``None``: the tensor's). Read with ``getattr(_local, name, None)``
+# on a plain ``threading.local``: torch.compile guards on that read, not on class
+# attributes of a ``threading.local`` subclass (torch 2.11).
+_local = threading.local()
+
+#: the forms the FFTs take in an ONNX export (``deploy.onnx_fft``)
 ONNX_DFT_FORMS = ('matmul', 'dft')
+
+
+@contextlib.contextmanager
+def _thread_setting(**values: object) -> Iterator[None]:
+    """Set the given per-thread settings for the block, then restore this thread's
+    previous ones (blocks nest; other threads never see them)."""
+    previous = {name: getattr(_local, name, None) for name in values}
+    for name, value in values.items():
+        setattr(_local, name, value)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            setattr(_local, name, value)
 
 
 # ----------------------------------------------------------------- the switch
 def use_fast_path() -> bool:
-    """Whether ``GFBlock`` / ``GlobalFilter`` run their fast path (default: yes)."""
-    return _state['fast_path']
+    """Whether ``GFBlock`` / ``GlobalFilter`` run their fast path (default: yes): this
+    thread's ``fast_path`` block if it is in one, else the process-wide default."""
+    enabled = getattr(_local, 'fast_path', None)
+    return _defaults['fast_path'] if enabled is None else enabled
 
 
 def set_fast_path(enabled: bool) -> None:
-    """Turn the fast path on or off for the whole process."""
-    _state['fast_path'] = bool(enabled)
+    """Turn the fast path on or off for the whole process: the default every thread
+    sees outside a ``fast_path`` block (threads started later included), and the
+    setting of the calling thread from now on, also inside a ``fast_path`` block
+    (until the block ends and restores its own). Threads inside their own
+    ``fast_path`` block keep that block's setting."""
+    _defaults['fast_path'] = bool(enabled)
+    _local.fast_path = None
 
 
-@contextlib.contextmanager
-def fast_path(enabled: bool) -> Iterator[None]:
-    """``with fast_path(False):`` runs the plain formulation inside the block."""
-    previous = use_fast_path()
-    set_fast_path(enabled)
-    try:
-        yield
-    finally:
-        set_fast_path(previous)
+def fast_path(enabled: bool) -> ContextManager[None]:
+    """``with fast_path(False):`` runs the plain formulation inside the block, in
+    this thread only (other threads keep theirs)."""
+    return _thread_setting(fast_path=bool(enabled))
 
 
 def exporting_onnx() -> bool:
-    """Whether a model is being exported to ONNX (``onnx_export``)."""
-    return _state['onnx_export']
+    """Whether a model is being exported to ONNX in this thread (``onnx_export``)."""
+    return getattr(_local, 'onnx_dft_form', None) is not None
 
 
 def capturing_graph(x: Optional[object] = None) -> bool:
@@ -109,40 +145,40 @@ def fast_path_eligible(x: object) -> bool:
 
 
 def onnx_dft_form() -> str:
-    """The form of the FFTs in an ONNX export: ``'matmul'`` or ``'dft'`` (``ops.dft``)."""
-    return _state['onnx_dft_form']
+    """The form of the FFTs in this thread's ONNX export (``'matmul'`` when none runs):
+    ``'matmul'`` or ``'dft'`` (``deploy.onnx_fft``)."""
+    return getattr(_local, 'onnx_dft_form', None) or 'matmul'
 
 
-@contextlib.contextmanager
-def onnx_export(dft_form: str = 'matmul') -> Iterator[None]:
-    """Inside: the plain formulation (the fast path's autograd Functions and oneDNN
-    calls do not export), the FFTs in ``dft_form`` (``ONNX_DFT_FORMS``, see ``ops.dft``)."""
+def onnx_export(dft_form: str = 'matmul') -> ContextManager[None]:
+    """Inside (this thread): the plain formulation (the fast path's autograd Functions
+    and oneDNN calls do not export), the FFTs in ``dft_form`` (``ONNX_DFT_FORMS``, see
+    ``deploy.onnx_fft``)."""
     if dft_form not in ONNX_DFT_FORMS:
         raise ValueError(f'ONNX DFT form must be one of {ONNX_DFT_FORMS}, got {dft_form!r}')
-    keys = ('fast_path', 'onnx_export', 'onnx_dft_form')
-    previous = {key: _state[key] for key in keys}
-    _state.update(fast_path=False, onnx_export=True, onnx_dft_form=dft_form)
-    try:
-        yield
-    finally:
-        _state.update(previous)
+    return _thread_setting(fast_path=False, onnx_dft_form=dft_form)
 
 
-@contextlib.contextmanager
-def force_device_type(device_type: Optional[str]) -> Iterator[None]:
-    """Make ``decision_device`` answer ``device_type`` for every tensor (tests:
-    e.g. the CUDA decisions on CPU tensors); ``None`` restores the real one."""
-    previous = _state['device_type']
-    _state['device_type'] = device_type
-    try:
-        yield
-    finally:
-        _state['device_type'] = previous
+def force_device_type(device_type: Optional[str]) -> ContextManager[None]:
+    """Make ``decision_device`` answer ``device_type`` for every tensor in this thread
+    (tests: e.g. the CUDA decisions on CPU tensors); ``None`` the real one."""
+    return _thread_setting(device_type=device_type)
+
+
+def recompute_contexts() -> Tuple[ContextManager[None], ContextManager[None]]:
+    """A ``context_fn`` for ``torch.utils.checkpoint.checkpoint``: the recomputation
+    of a checkpointed forward, which runs in backward (maybe in another thread, or
+    after the ``fast_path`` block has ended), takes the path and decisions the
+    forward took (this thread's switch, ONNX form and forced device, as now).
+    Without it, a recomputation on the other path saves other tensors and
+    checkpointing fails."""
+    settings = {name: getattr(_local, name, None) for name in ('onnx_dft_form', 'device_type')}
+    return contextlib.nullcontext(), _thread_setting(fast_path=use_fast_path(), **settings)
 
 
 def decision_device(t: torch.Tensor) -> str:
     """The device type the decisions below are taken for, for tensor ``t``."""
-    return _state['device_type'] or t.device.type
+    return getattr(_local, 'device_type', None) or t.device.type
 
 
 def autocast_off(t: torch.Tensor) -> ContextManager:
@@ -160,10 +196,9 @@ def conv_memory_format(x: torch.Tensor, training: bool) -> torch.memory_format:
     contiguous NCHW (the plain formulation, and every training step).
 
     Channels-last is where oneDNN's depthwise and 1x1 convolutions are fast on CPU
-    (AFFNet-S at 512x512 forward: about 3x faster than NCHW on 2 cores, see
-    BENCHMARKS.md). Training stays NCHW: PyTorch's channels-last BatchNorm
-    statistics on CPU sum squares in one pass, measured 2-20x less accurate in
-    float32 than the NCHW kernel (a fast path never trades accuracy); in inference
+    (measurements: docs/benchmarks.md). Training stays NCHW: PyTorch's channels-last
+    BatchNorm statistics on CPU sum squares in one pass, less accurate in float32
+    than the NCHW kernel (a fast path never trades accuracy); in inference
     BatchNorm uses its running statistics and the GroupNorms run on NCHW planes.
     """
     if use_fast_inference(x, training) and x.dim() == 4:
@@ -209,14 +244,23 @@ def mlp_row_chunk(device_type: str, dtype: torch.dtype, backward: bool) -> Optio
     return MLP_CHUNK_ELEMENTS
 
 
+def chunk_rows(rows: int, hidden: int, chunk_elements: Optional[int]) -> int:
+    """Rows per chunk of an MLP whose hidden layer is ``rows x hidden``: all of them,
+    or about ``chunk_elements`` hidden elements' worth (at least ``MLP_CHUNK_MIN_ROWS``)."""
+    if chunk_elements and rows * hidden > chunk_elements:
+        return max(MLP_CHUNK_MIN_ROWS, chunk_elements // hidden)
+    return max(rows, 1)
+
+
+def row_slices(rows: int, step: int) -> List[slice]:
+    """``rows`` rows as consecutive slices of ``step`` rows (the last may be shorter)."""
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
 def row_chunks(rows: int, hidden: int, chunk_elements: Optional[int]) -> List[slice]:
     """Row slices for an MLP whose hidden layer is ``rows x hidden``: one slice, or
-    slices of about ``chunk_elements`` hidden elements each (at least
-    ``MLP_CHUNK_MIN_ROWS`` rows)."""
-    step = rows
-    if chunk_elements and rows * hidden > chunk_elements:
-        step = max(MLP_CHUNK_MIN_ROWS, chunk_elements // hidden)
-    return [slice(start, start + step) for start in range(0, rows, step)]
+    slices of about ``chunk_elements`` hidden elements each (``chunk_rows``)."""
+    return row_slices(rows, chunk_rows(rows, hidden, chunk_elements))
 
 
 def use_onednn_mlp(device_type: str, dtype: torch.dtype, compiling: bool) -> bool:

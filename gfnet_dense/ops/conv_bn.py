@@ -6,7 +6,7 @@ In eval mode a BatchNorm is a per-channel affine map with fixed statistics, so
 instead of two. Training keeps the two layers (batch statistics).
 ``conv_folded_silu`` adds the SiLU that follows, in place on the convolution's
 output (no second map-sized buffer; oneDNN's fused SiLU was measured less
-accurate than torch's, 1.3x the plain error against float64, so it is not used).
+accurate than torch's against float64, so it is not used).
 """
 from typing import NamedTuple, Optional, Sequence, Tuple
 

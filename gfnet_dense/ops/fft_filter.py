@@ -3,7 +3,9 @@
 ``GlobalFilter.forward`` (``gfnet_dense.layers``) writes the product plainly on a
 ``(B, H, W, C)`` grid; ``global_filter`` below computes the same with FFTs over
 contiguous ``(H, W)`` planes and a hand-written backward. The device-dependent
-choices (tiled transpose, channel groups) are ``gfnet_dense.ops.config``'s.
+choices (tiled transpose, channel groups) are ``gfnet_dense.ops.config``'s; the
+autograd Function takes them in ``forward`` and keeps them for ``backward`` (which
+autograd may run in another thread, outside the forward's ``force_device_type``).
 """
 from typing import Callable, Optional
 
@@ -12,15 +14,18 @@ import torch
 from . import config
 
 
-def to_channels_first(x: torch.Tensor) -> torch.Tensor:
+def to_channels_first(x: torch.Tensor, device_type: Optional[str] = None,
+                      compiling: Optional[bool] = None) -> torch.Tensor:
     """``(B, H, W, C)`` -> contiguous ``(B, C, H, W)``.
 
     Without autograd on CPU the transpose runs in cache-sized tiles of rows,
-    several times faster than one strided copy of a large grid
-    (``config.use_tiled_transpose``).
+    faster than one strided copy of a large grid (``config.use_tiled_transpose``,
+    for ``device_type`` and ``compiling``; by default ``x``'s decision device and
+    whether torch.compile traces).
     """
-    if not config.use_tiled_transpose(config.decision_device(x), torch.is_grad_enabled(),
-                                      torch.compiler.is_compiling()):
+    device_type = device_type or config.decision_device(x)
+    compiling = torch.compiler.is_compiling() if compiling is None else compiling
+    if not config.use_tiled_transpose(device_type, torch.is_grad_enabled(), compiling):
         return x.permute(0, 3, 1, 2).contiguous()
     batch, height, width, channels = x.shape
     rows = x.reshape(batch, height * width, channels)
@@ -39,11 +44,11 @@ def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def _filter_planes(planes: torch.Tensor, filt: Optional[torch.Tensor],
-                   visit: Optional[Callable] = None) -> Optional[torch.Tensor]:
+def _filter_planes(planes: torch.Tensor, filt: Optional[torch.Tensor], device_type: str,
+                   compiling: bool, visit: Optional[Callable] = None) -> Optional[torch.Tensor]:
     """``irfft2(rfft2(planes) * filt)`` of float32 ``(B, C, H, W)`` planes by channel
-    group (``config.fft_channel_groups``), returned channels-last: a float32
-    ``(B, H, W, C)``.
+    group (``config.fft_channel_groups`` for ``device_type`` and ``compiling``),
+    returned channels-last: a float32 ``(B, H, W, C)``.
 
     ``filt`` is a complex ``(C, H, W//2+1)`` (``None``: no inverse transform, returns
     ``None``). ``visit(index, group, spectrum)`` sees each group's spectrum
@@ -51,8 +56,7 @@ def _filter_planes(planes: torch.Tensor, filt: Optional[torch.Tensor],
     """
     batch, channels, height, width = planes.shape
     out = planes.new_empty(batch, height, width, channels) if filt is not None else None
-    groups = config.fft_channel_groups(planes.shape, config.decision_device(planes),
-                                       torch.compiler.is_compiling())
+    groups = config.fft_channel_groups(planes.shape, device_type, compiling)
     for image, group in groups:
         index = (slice(None) if image is None else image, group)
         spectrum = torch.fft.rfft2(planes[index], norm='ortho')
@@ -76,11 +80,16 @@ class _GlobalFilterFunction(torch.autograd.Function):
     Only the input spectrum is kept for backward (the filter's gradient is
     ``sum_b rfft2(g) * conj(rfft2(x))``), stored conjugated so that backward
     multiplies without a conjugate view.
+
+    The device decisions (``decision_device``, torch.compile or not) are taken once,
+    in ``forward``, and kept on ``ctx``: ``backward`` splits its transforms as
+    ``forward`` did, whichever thread autograd runs it in.
     """
 
     @staticmethod
     def forward(ctx, x, filt):
-        planes = to_channels_first(x.float())
+        device_type, compiling = config.decision_device(x), torch.compiler.is_compiling()
+        planes = to_channels_first(x.float(), device_type, compiling)
         conj_spectrum, keep = None, None
         if ctx.needs_input_grad[1]:
             batch, channels, height, width = planes.shape
@@ -88,9 +97,10 @@ class _GlobalFilterFunction(torch.autograd.Function):
 
             def keep(index, group, spectrum):
                 torch.conj_physical(spectrum, out=conj_spectrum[index])
-        out = _filter_planes(planes, filt, keep)
+        out = _filter_planes(planes, filt, device_type, compiling, keep)
         ctx.save_for_backward(conj_spectrum, filt)
         ctx.width, ctx.dtype = x.shape[2], x.dtype
+        ctx.device_type, ctx.compiling = device_type, compiling
         return _cast(out, x.dtype)
 
     @staticmethod
@@ -105,8 +115,9 @@ class _GlobalFilterFunction(torch.autograd.Function):
             def accumulate(index, group, spectrum):
                 product = spectrum * conj_spectrum[index]
                 grad_filt[group] += product.sum(0) if product.dim() == 4 else product
-        planes = to_channels_first(grad_out.float())
-        grad_x = _filter_planes(planes, filt.conj() if need_x else None, accumulate)
+        planes = to_channels_first(grad_out.float(), ctx.device_type, ctx.compiling)
+        grad_x = _filter_planes(planes, filt.conj() if need_x else None, ctx.device_type,
+                                ctx.compiling, accumulate)
         if need_filt:
             # irfft2's adjoint counts every column that has a mirror twice
             mirrored = ctx.width - grad_filt.shape[-1]

@@ -4,8 +4,8 @@ An inverted residual block widens its input (1x1 expansion, 2-4x the channels)
 before its depthwise convolution, so at the early strides its expanded map is
 the largest tensor of the network (AFFNet-S at 512x512: 128 x 256 x 256, 32 MiB).
 On CPU each fresh buffer that large is page-faulted in on every call (glibc
-maps and unmaps allocations above 32 MiB): measured, about a quarter of
-AFFNet-S's forward at 512x512. ``inverted_residual_strips`` computes the block
+maps and unmaps allocations above 32 MiB), a measurable share of the forward
+(measurements: docs/benchmarks.md). ``inverted_residual_strips`` computes the block
 for a strip of output rows at a time, from the rows of the input its depthwise
 window reaches, so the expanded map never exists whole and each strip's buffers
 are small. Every output pixel goes through the same convolutions as in the

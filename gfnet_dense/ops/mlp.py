@@ -8,7 +8,8 @@
 * without autograd, in place into the filter output ``y``, in row chunks on
   CPU, by two fused oneDNN linears on prepacked weights for CPU float32.
 
-The device-dependent choices are ``gfnet_dense.ops.config``'s.
+The device-dependent choices are ``gfnet_dense.ops.config``'s; the autograd
+Function takes them in ``forward`` and keeps them for ``backward``.
 """
 from typing import Optional, Tuple
 
@@ -31,13 +32,15 @@ class _MlpFunction(torch.autograd.Function):
     for backward.
 
     The GELU output (``4C`` wide, the largest activation of a block) is
-    recomputed in backward instead of stored: a third less activation memory
-    per block. On CPU in float32 forward and backward run in cache-sized row
+    recomputed in backward instead of stored: less activation memory per
+    block. On CPU in float32 forward and backward run in cache-sized row
     chunks (``config.mlp_row_chunk``): each chunk of ``fc1(h)`` is read back
     while still in cache, and no other ``4C``-wide temporary is allocated whole
     (a fresh large buffer costs more in page faults than the element-wise work
     on it). Under autocast it computes in the autocast dtype, like ``nn.Linear``:
     one GEMM per gradient (chunks, whose gradients add up, are float32 only).
+    The chunking is decided in ``forward`` and kept for ``backward`` (which autograd
+    may run in another thread).
     """
 
     @staticmethod
@@ -46,14 +49,15 @@ class _MlpFunction(torch.autograd.Function):
         w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
         rows = h.reshape(-1, h.shape[-1]).to(dtype)
         chunk = config.mlp_row_chunk(config.decision_device(h), dtype, backward=True)
+        step = config.chunk_rows(rows.shape[0], w1.shape[0], chunk)
         with config.autocast_off(h):
             pre = rows.new_empty(rows.shape[0], w1.shape[0])
             out = rows.new_empty(rows.shape[0], w2.shape[0])
-            for part in config.row_chunks(rows.shape[0], w1.shape[0], chunk):
+            for part in config.row_slices(rows.shape[0], step):
                 torch.addmm(b1, rows[part], w1.t(), out=pre[part])
                 torch.addmm(b2, F.gelu(pre[part]), w2.t(), out=out[part])
         ctx.save_for_backward(h, pre, w1, w2)
-        ctx.chunk = chunk
+        ctx.step = step
         return out.view(*h.shape[:-1], w2.shape[0])
 
     @staticmethod
@@ -66,7 +70,7 @@ class _MlpFunction(torch.autograd.Function):
         grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
         grad_b1 = pre.new_zeros(pre.shape[1])
         grad_h = pre.new_empty(rows.shape)
-        for part in config.row_chunks(pre.shape[0], pre.shape[1], ctx.chunk):
+        for part in config.row_slices(pre.shape[0], ctx.step):
             grad, hidden = grad_out[part], F.gelu(pre[part])
             if need_w2:
                 grad_w2.addmm_(grad.t(), hidden)
@@ -136,12 +140,11 @@ def _residual_mlp_inference(x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm
     channels = x.shape[-1]
     rows_out, rows_in = y.view(-1, channels), x.reshape(-1, channels)
     device = config.decision_device(x)
-    parts = config.row_chunks(rows_out.shape[0], mlp.fc1.out_features,
-                              config.mlp_row_chunk(device, x.dtype, backward=False))
+    step = config.chunk_rows(rows_out.shape[0], mlp.fc1.out_features,
+                             config.mlp_row_chunk(device, x.dtype, backward=False))
     onednn = config.use_onednn_mlp(device, x.dtype, torch.compiler.is_compiling())
-    w1, b1, w2, b2, scale = _inference_weights(mlp, gamma, onednn, x.dtype,
-                                               parts[0].stop - parts[0].start)
-    for part in parts:
+    w1, b1, w2, b2, scale = _inference_weights(mlp, gamma, onednn, x.dtype, step)
+    for part in config.row_slices(rows_out.shape[0], step):
         chunk = rows_out[part]
         h = F.layer_norm(chunk, (channels,), norm.weight, norm.bias, norm.eps)
         if onednn:

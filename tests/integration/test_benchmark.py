@@ -78,6 +78,14 @@ def _benchmark_module():
     return benchmark
 
 
+def _report_module():
+    """tools/benchmark_report.py: the targets, verdicts and tables of benchmark.py's rows."""
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    import benchmark_report
+    return benchmark_report
+
+
 def test_rounds_pool_the_samples_of_every_round(tmp_path):
     run_tool('benchmark.py', '--models', 'gfnet_h_ti', '--rounds', '2', '--no-backward',
              '--out-dir', str(tmp_path), *FAST)
@@ -100,25 +108,25 @@ def test_merge_rounds_takes_median_spread_and_largest_peak():
 
 
 def test_targets_are_judged_from_the_rows():
-    benchmark = _benchmark_module()
+    report = _report_module()
     rows = [dict(model='gfnet_h_s', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=300.0),
             dict(model='convnext_t', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=299.0),
             dict(model='swin_t', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=400.0)]
-    verdicts = {(v['key'], v['peer']): v for v in benchmark.evaluate_targets(rows)}
+    verdicts = {(v['key'], v['peer']): v for v in report.evaluate_targets(rows)}
     # 'no slower than' admits a tie, 'faster than' does not; unmeasured targets are left out
     assert verdicts['fwd_ms', 'convnext_t']['met'] is True
     assert verdicts['fwd_ms', 'swin_t']['met'] is False
     assert verdicts['fwdbwd_ms', 'convnext_t']['met'] is False
     assert verdicts['fwdbwd_ms', 'swin_t']['met'] is True
     assert len(verdicts) == 4
-    lines = '\n'.join(benchmark._target_lines(verdicts.values()))
+    lines = '\n'.join(report.target_lines(verdicts.values()))
     assert 'forward at 1024x1024, no slower than ConvNeXt-T (timm) | 100 ms | 100 ms | 1.00 | met' \
         in lines
     assert '**not met**' in lines
 
 
 def test_affnet_targets_are_judged_from_the_rows():
-    benchmark = _benchmark_module()
+    report = _report_module()
     rows = [dict(model='affnet_s', size='256x256', fwd_ms=10.0, fwdbwd_ms=30.0),
             dict(model='mobilevit_s', size='256x256', fwd_ms=10.0, fwdbwd_ms=29.0),
             dict(model='affnet_s', size='512x512', fwd_ms=40.0, fwdbwd_ms=120.0),
@@ -128,7 +136,7 @@ def test_affnet_targets_are_judged_from_the_rows():
             dict(model='mobilevit_s', size='1024x1024', fwd_ms=200.0, fwdbwd_ms=600.0),
             dict(model='gfnet_h_s', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=300.0),
             dict(model='swin_t', size='1024x1024', fwd_ms=100.0, fwdbwd_ms=400.0)]
-    verdicts = benchmark.evaluate_targets(rows)
+    verdicts = report.evaluate_targets(rows)
     assert [v['model'] for v in verdicts] == ['gfnet_h_s'] * 2 + ['affnet_s'] * 7
     ours = {(v['key'], v['size'], v['peer']): v for v in verdicts if v['model'] == 'affnet_s'}
     met = {k: v['met'] for k, v in ours.items()}
@@ -143,7 +151,7 @@ def test_affnet_targets_are_judged_from_the_rows():
     assert ours['fwd_ms', '1024x1024', 'mobilevit_s']['ratio'] == 0.8
     assert all(v['strict'] is False for v in ours.values())
     # one table per model of ours, GFNet-H-S's first as before
-    lines = benchmark._target_lines(verdicts)
+    lines = report.target_lines(verdicts)
     assert lines[0].startswith('| target for GFNet-H-S (ours) |') and lines[4] == ''
     assert lines[5].startswith('| target for AFFNet-S (ours) |') and len(lines) == 4 + 1 + 9
     text = '\n'.join(lines)

@@ -1,11 +1,13 @@
 """`make demo` (tools/demo.py) on the bundled brain-lobe slices, with a tiny --iters."""
+import os.path as osp
 import re
 
 import numpy as np
 from PIL import Image
 
-from gfnet_dense.demo_data import BRAIN_LOBES_DEMO
-from helpers import run_tool, scalars
+from helpers import ROOT, run_tool, scalars
+
+BRAIN_LOBES_DEMO = osp.join(ROOT, 'data', 'brain_lobes_demo')  # tools/demo.py's default
 
 CLASSES = ('background', 'frontal_L', 'frontal_R', 'insula_limbic_L', 'insula_limbic_R',
            'occipital_L', 'occipital_R', 'parietal_L', 'parietal_R', 'deep_grey_L',
@@ -37,5 +39,5 @@ def test_demo_trains_on_the_bundle_reports_iou_and_draws_the_figure(tmp_path):
     figure = Image.open(work_dir / 'demo.png').convert('RGB')
     assert figure.width >= 1200 and figure.height >= 1200
     colours = {tuple(c) for c in np.asarray(figure).reshape(-1, 3)[::7].tolist()}
-    from gfnet_dense.real_data.aal import PALETTE
+    from gfnet_dense.datasets.aal import PALETTE
     assert sum(tuple(c) in colours for c in PALETTE) >= 12, 'the ground-truth colours are drawn'

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from gfnet_dense.demo_data import make_ade20k_demo
+from gfnet_dense.datasets.demo import make_ade20k_demo
 from helpers import DEMO_CONFIG, data_options, run_tool
 
 RUNS = 2  # of each tool: a run takes 30-60 s on 2 busy cores

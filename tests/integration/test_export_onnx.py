@@ -8,14 +8,13 @@ non-square ones and ones that are no multiple of the patch or of 32.
 import importlib
 import os.path as osp
 
+import onnxruntime  # noqa: F401  the deploy extra (tools/setup_env.sh installs it): fails, never skips
 import pytest
 import torch
 
 from gfnet_dense import GFNet, GFNetH
+from gfnet_dense.deploy import export_onnx, max_abs_diff, onnx_session, run_onnx
 from helpers import ROOT, load_tool, run_tool
-
-pytest.importorskip('onnxruntime', reason='the deploy extra: pip install -e .[deploy]')
-from gfnet_dense.deploy import export_onnx, max_abs_diff, onnx_session, run_onnx  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TINY_H = dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1])
@@ -60,9 +59,9 @@ def test_both_fft_forms(tmp_path):
 
 def test_factored_form_in_fixed_size_exports_only(tmp_path, monkeypatch):
     """A fixed-size export whose stage-1 grid (64 x 48) allows it computes that
-    stage's global filters in the factored form (ops/dft.py); a dynamic export at
+    stage's global filters in the factored form (deploy/onnx_fft.py); a dynamic export at
     that size keeps the direct form, which serves every size."""
-    from gfnet_dense.ops import dft
+    from gfnet_dense.deploy import onnx_fft as dft
     calls = []
     factored = dft._filter_factored
     monkeypatch.setattr(dft, '_filter_factored', lambda *a: calls.append(1) or factored(*a))
@@ -137,7 +136,9 @@ def test_timm_backbone_features_verify_benchmark_and_profile(tmp_path):
      'exported for 32x32 only (add --dynamic)'),
     (['affnet_et', '--shape', '32', '32', '--profile', '48x48'],
      '--profile 48x48: without --dynamic the file is exported for 32x32 only'),
-    (['affnet_et', '--verify', '48'], 'give sizes as HxW'),
+    (['affnet_et', '--verify', '48'],  # N is NxN (gfnet_dense.cli.parse_size)
+     '--verify 48x48: without --dynamic the file is exported for 512x512 only'),
+    (['affnet_et', '--verify', '48x'], "invalid size '48x': give HxW"),
 ])
 def test_tool_refuses_bad_arguments(args, message, tmp_path):
     proc = run_tool('export_onnx.py', *args, '--out', str(tmp_path / 'x.onnx'), check=False)

@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from gfnet_dense.demo_data import make_ade20k_demo
+from gfnet_dense.datasets.demo import make_ade20k_demo
 from helpers import DEMO_CONFIG, ROOT, backbone_out_channels, data_options, run_tool, scalars
 
 SEG_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*ade20k*.py')))

@@ -29,7 +29,7 @@ def sentinel(tmp_path):
 
 @pytest.fixture(scope='module')
 def demo_root(tmp_path_factory):
-    from gfnet_dense.demo_data import make_ade20k_demo
+    from gfnet_dense.datasets.demo import make_ade20k_demo
     return make_ade20k_demo(str(tmp_path_factory.mktemp('ade') / 'ade20k_demo'),
                             num_train=2, num_val=1)
 

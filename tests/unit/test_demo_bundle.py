@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gfnet_dense.demo_data import BRAIN_LOBES_DEMO
-
-BUNDLE = Path(BRAIN_LOBES_DEMO)
+BUNDLE = Path(__file__).resolve().parents[2] / 'data' / 'brain_lobes_demo'
 
 
 def pngs(root: Path):
@@ -46,8 +44,8 @@ def test_bundle_is_complete_and_licensed():
 
 @pytest.fixture(scope='module')
 def converted(tmp_path_factory):
-    from gfnet_dense.real_data import RealDataUnavailable
-    from gfnet_dense.real_data.aal import write_seg_dataset
+    from gfnet_dense.datasets import RealDataUnavailable
+    from gfnet_dense.datasets.aal import write_seg_dataset
     try:
         return write_seg_dataset(tmp_path_factory.mktemp('aal') / 'brain_lobes')
     except RealDataUnavailable as e:  # needs_registry: fails, never skips

@@ -23,7 +23,7 @@ from typing import Dict, List, Tuple
 import pytest
 import timm
 
-from gfnet_dense.real_data import cache_dir
+from gfnet_dense.datasets import cache_dir
 
 pytestmark = pytest.mark.needs_registry
 

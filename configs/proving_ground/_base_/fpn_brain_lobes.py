@@ -1,4 +1,4 @@
-# Semantic FPN on brain MRI slices with AAL lobe labels (gfnet_dense.real_data.aal;
+# Semantic FPN on brain MRI slices with AAL lobe labels (gfnet_dense.datasets.aal;
 # written by tools/proving_ground.py): 16 classes, 217x181 (H x W) slices trained and
 # tested at their native size (padded to multiples of 32 in the batch). No flips:
 # they would swap the hemispheres the classes name. A config adds its backbone and

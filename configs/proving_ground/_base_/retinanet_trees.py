@@ -1,4 +1,4 @@
-# RetinaNet on aerial tree crowns (gfnet_dense.real_data.deepforest; written by
+# RetinaNet on aerial tree crowns (gfnet_dense.datasets.deepforest; written by
 # tools/proving_ground.py): one class, 256x256 crops of 400x400 training tiles from
 # one site, validation on whole 400x400 images from two other sites, native
 # resolution (crowns of 20-70 px). The FPN and head are narrowed to 128 channels

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from gfnet_dense import AFFNet, CheckpointMismatchError
-from gfnet_dense.demo_data import make_ade20k_demo
+from gfnet_dense.datasets.demo import make_ade20k_demo
 from gfnet_dense.mm.model_checks import (check_checkpoint_fits, check_model_widths,
                                       checkpoint_to_check)
 from gfnet_dense.mm.runtime import check_data_paths, prepare_config

@@ -6,8 +6,8 @@ from gfnet_dense import GFNetH
 from gfnet_dense.layers.filter_resize import _interpolation_matrix, traced_interpolation_matrix
 from gfnet_dense.ops import fast_path
 from gfnet_dense.ops.config import exporting_onnx, onnx_export, use_fast_path
-from gfnet_dense.ops import dft
-from gfnet_dense.ops.dft import irfft2_hermitian, irfft2_matmul, rfft2_matmul
+from gfnet_dense.deploy import onnx_fft as dft
+from gfnet_dense.deploy.onnx_fft import irfft2_hermitian, irfft2_matmul, rfft2_matmul
 
 
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (6, 5), (1, 3), (4, 1), (16, 2)])

@@ -1,6 +1,7 @@
 """The demo data sets: the brain-lobe slices bundled for ``make demo``
 (``make_brain_lobes_demo``) and a small synthetic ADE20K-layout set (``make_ade20k_demo``,
-used by the tests).
+used by the tests). Both write under the folder they are given (the tools pass the
+repository's ``data/...`` folders).
 
 The synthetic ADE20K-layout set is generated deterministically.
 
@@ -79,8 +80,6 @@ def make_ade20k_demo(root: str, num_train: int = 32, num_val: int = 8, seed: int
     return root
 
 
-BRAIN_LOBES_DEMO = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'data',
-                            'brain_lobes_demo')
 _BRAIN_LOBES_README = """\
 # Brain-lobe demo data (bundled for `make demo`)
 
@@ -95,7 +94,7 @@ into lobes per hemisphere: 16 classes (0 = background), MMSegmentation custom la
 training slices. Images show anterior up and the subject's left on the left.
 
 Written by `python tools/make_demo_data.py --brain-lobes`, i.e.
-`gfnet_dense.real_data.aal.write_seg_dataset` on the files of the Debian package
+`gfnet_dense.datasets.aal.write_seg_dataset` on the files of the Debian package
 `{package}` ({folder}/ch2.nii.gz, aal.nii.gz, aal.nii.txt),
 which the script fetches on first use; `tests/unit/test_demo_bundle.py` checks that the
 pixels here equal the converter's output.
@@ -118,13 +117,14 @@ When you use these data, cite:
 """
 
 
-def make_brain_lobes_demo(root: str = BRAIN_LOBES_DEMO) -> str:
-    """(Re)write the bundled brain-lobe demo set under ``root`` from the Debian package
-    ``mricron-data`` (fetched into the cache on first use, see ``gfnet_dense.real_data``):
-    the converter's files (``img_dir``, ``ann_dir``, ``meta.json``) plus ``LICENSE.txt``
-    (the package's copyright file) and ``README.md``. Returns ``root``."""
-    from .real_data import aal
-    from .real_data.packages import debian_files
+def make_brain_lobes_demo(root: str) -> str:
+    """(Re)write the bundled brain-lobe demo set under ``root`` (the repository's is
+    ``data/brain_lobes_demo``) from the Debian package ``mricron-data`` (fetched into the
+    cache on first use, see ``gfnet_dense.datasets.packages``): the converter's files
+    (``img_dir``, ``ann_dir``, ``meta.json``) plus ``LICENSE.txt`` (the package's
+    copyright file) and ``README.md``. Returns ``root``."""
+    from . import aal
+    from .packages import debian_files
 
     root = Path(root)
     with tempfile.TemporaryDirectory() as tmp:
