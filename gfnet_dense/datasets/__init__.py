@@ -12,7 +12,13 @@ or ``~/.cache/gfnet_dense``).
   download``): Fashion-MNIST as an ImageFolder (``fashion_mnist``), brain MRI slices
   with AAL lobe labels in MMSegmentation's custom layout (``aal``) and aerial tree
   crowns as COCO (``deepforest``). See each module for the source package and its
-  license.
+  license;
+- ``fmnist_scenes``: scenes composed from Fashion-MNIST photographs (training scenes
+  from the training images, validation scenes from the test images), with class
+  masks and boxes, object scale set apart from canvas size;
+- ``baselines``: the trivial baselines every learned number is compared with
+  (label copy, location prior, box prior, nearest centroid, logistic regression)
+  and the metrics, computed as MMSeg and MMDet compute them.
 """
 from .packages import RealDataUnavailable, cache_dir
 
