@@ -190,9 +190,9 @@ def main(argv=None) -> int:
         sys.exit(f'error: {args.public_root!r} has no affnet/ folder; pass the folder '
                  '"Adaptive Frequency Filters" of a microsoft/TokenMixers checkout')
     sys.path.insert(0, osp.abspath(args.public_root))
-    torch.set_grad_enabled(False)
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
+    # no_grad as a block: an in-process caller (the tests) keeps its grad mode
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
         for arch in args.variants:
             rows.append(check_classifier(arch, [(256, 256), (224, 320)], args.seed))
             rows.append(check_segmentation(arch, (256, 256), args.seed, folder))

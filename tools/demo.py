@@ -2,8 +2,10 @@
 
 Trains on the bundled slices (data/brain_lobes_demo: Colin27 T1 with AAL atlas lobe
 labels, 16 classes) on CPU for about five minutes, evaluates the 30 validation slices
-(mIoU, per-class IoU and pixel accuracy, next to predicting background everywhere)
-and draws input / ground truth / prediction of three of them into WORK_DIR/demo.png.
+(mIoU, per-class IoU and pixel accuracy) next to two baselines that do not learn,
+predicting background everywhere and copying the labels of the most similar training
+slice (L2 on pixels; neighbouring slices of one brain are near-copies, so this
+baseline is strong: the demo's short training from scratch stays below it), and draws input / ground truth / prediction of three of them into WORK_DIR/demo.png.
 A second run trains afresh in the same work dir.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--iters N]
@@ -44,23 +46,50 @@ def evaluate(model, data_root):
     """Predictions of the val slices and the confusion matrix (rows: truth)."""
     from mmseg.apis import inference_model
     images = sorted(glob.glob(osp.join(data_root, 'img_dir', 'val', '*.png')))
-    n = len(model.dataset_meta['classes'])
-    confusion, slices = np.zeros((n, n), np.int64), []
+    slices = []
     for path in images:
         truth = np.array(Image.open(path.replace('img_dir', 'ann_dir')))
         pred = inference_model(model, path).pred_sem_seg.data[0].numpy()
-        confusion += np.bincount(n * truth.ravel() + pred.ravel(), minlength=n * n).reshape(n, n)
         slices.append((osp.basename(path)[:-4], np.array(Image.open(path)), truth, pred))
+    confusion = confusion_of([s[2] for s in slices], [s[3] for s in slices],
+                             len(model.dataset_meta['classes']))
     return confusion, slices
 
 
-def report(confusion, classes):
-    """Print mIoU, per-class IoU, pixel accuracy and the all-background baseline."""
+def confusion_of(truths, preds, n):
+    """(n, n) int64 pixel counts, rows: truth."""
+    out = np.zeros((n, n), np.int64)
+    for truth, pred in zip(truths, preds):
+        out += np.bincount(n * truth.ravel().astype(np.int64) + pred.ravel(),
+                           minlength=n * n).reshape(n, n)
+    return out
+
+
+def nearest_slice_baseline(data_root, slices, n):
+    """Label copy from the training slice nearest to each validation slice (L2 on pixels
+    at 128x128): (mIoU, pixel accuracy) over the validation slices."""
+    from gfnet_dense.datasets.baselines import nearest_image_labels
+    paths = sorted(glob.glob(osp.join(data_root, 'img_dir', 'train', '*.png')))
+    train_images = np.stack([np.array(Image.open(p).convert('L')) for p in paths])
+    train_masks = np.stack([np.array(Image.open(p.replace('img_dir', 'ann_dir'))) for p in paths])
+    query = np.stack([np.array(Image.fromarray(image).convert('L')) for _, image, _, _ in slices])
+    copied, _ = nearest_image_labels(train_images, train_masks, query, side=128)
+    return _miou_acc(confusion_of([truth for _, _, truth, _ in slices], copied, n))
+
+
+def _miou_acc(confusion):
     hit = np.diag(confusion)
     with np.errstate(invalid='ignore', divide='ignore'):
         iou = hit / (confusion.sum(0) + confusion.sum(1) - hit)
+    return iou, hit.sum() / confusion.sum()
+
+
+def report(confusion, classes, nearest=None):
+    """Print mIoU, per-class IoU, pixel accuracy and the baselines: all background and,
+    when given, ``nearest`` = (mIoU, pixel accuracy) of the nearest-slice label copy."""
+    iou, acc = _miou_acc(confusion)
     share = confusion.sum(1) / confusion.sum()
-    miou, acc = np.nanmean(iou), hit.sum() / confusion.sum()
+    miou = np.nanmean(iou)
     print(f'\nvalidation, {int(confusion.sum())} pixels of {len(classes)} classes\n'
           f'{"class":<18}{"IoU %":>7}{"pixels %":>10}')
     for name, value, part in zip(classes, iou, share):
@@ -68,7 +97,14 @@ def report(confusion, classes):
     print(f'mIoU {100 * miou:.1f}%, pixel accuracy {100 * acc:.1f}%; all-background '
           f'baseline: mIoU {100 * share[0] / len(classes):.1f}%, pixel accuracy '
           f'{100 * share[0]:.1f}%')
-    return dict(mIoU=miou, aAcc=acc, IoU=dict(zip(classes, iou.tolist())))
+    out = dict(mIoU=miou, aAcc=acc, IoU=dict(zip(classes, iou.tolist())))
+    if nearest is not None:
+        print(f'nearest training slice (label copy, no learning): mIoU {100 * nearest[0]:.1f}%, '
+              f'pixel accuracy {100 * nearest[1]:.1f}%; the model '
+              f'{"beats" if miou > nearest[0] else "is below"} it by '
+              f'{100 * abs(miou - nearest[0]):.1f} mIoU points')
+        out.update(nearest_mIoU=nearest[0], nearest_aAcc=nearest[1])
+    return out
 
 
 def draw(slices, meta, title, out):
@@ -119,7 +155,9 @@ def main(argv=None):
     from mmseg.apis import init_model
     model = image_demo.build(init_model, Config.fromfile(CONFIG), checkpoint, 'cpu')
     confusion, slices = evaluate(model, args.data_root)
-    metrics = report(confusion, model.dataset_meta['classes'])
+    classes = model.dataset_meta['classes']
+    iou, nearest_acc = nearest_slice_baseline(args.data_root, slices, len(classes))
+    metrics = report(confusion, classes, (np.nanmean(iou), nearest_acc))
     iters = args.iters or Config.fromfile(CONFIG).train_cfg.max_iters
     out = osp.join(args.work_dir, 'demo.png')
     draw([slices[int(len(slices) * f)] for f in FIGURE_AT], model.dataset_meta,

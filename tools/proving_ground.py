@@ -1,111 +1,305 @@
-"""Real-data proving ground: pretrain on real images, transfer to dense tasks at other
-resolutions, against timm peers, all on CPU.
+"""Proving ground: GFNet-H against timm peers on real pixels, beside trivial baselines.
 
-    python tools/proving_ground.py [--quick] --out DIR [--stages STAGE ...] [--data DIR]
+    python tools/proving_ground.py --out DIR [--quick] [--stages STAGE ...] [--models M ...]
+                                   [--background flat|noise|clutter] [--threads N] [--report]
 
-Stages (the data is fetched from the package registries on first use, into
-``$GFNET_DENSE_CACHE`` or ``~/.cache/gfnet_dense``, and converted under ``--data``):
+The data is Fashion-MNIST (Debian ``dataset-fashion-mnist``, fetched into
+``$GFNET_DENSE_CACHE`` or ``~/.cache/gfnet_dense`` on first use) and scenes composed of
+its photographs (``gfnet_dense.datasets.fmnist_scenes``: training scenes from the
+60,000 training images, validation scenes from the 10,000 test images, fixed across
+seeds; 20-30 px garments on a flat background by default, so that the task is the
+garments' classes and extents, which a model learns in a CPU budget). Stages:
 
-1. ``pretrain``: tools/pretrain.py on Fashion-MNIST (Debian ``dataset-fashion-mnist``)
-   at 32x32: GFNet-H-Ti, ResNet-18 and ConvNeXt-Nano, one recipe and epoch budget.
-2. ``seg``: Semantic FPN on brain MRI slices with AAL lobe labels (Debian
-   ``mricron-data``) at their native 217x181 through tools/train.py: GFNet-H-Ti from
-   scratch and from its Fashion-MNIST checkpoint once per ``filter_resize`` mode; the
-   peers from their own checkpoints.
-3. ``det``: RetinaNet on aerial tree crowns (PyPI ``deepforest==2.1.0``), validated on
-   other sites: GFNet-H-Ti and ResNet-18, from scratch and pretrained.
-4. ``resolution``: every segmentation model through tools/test.py at 0.5x-2x the
-   training size and at two other aspect ratios.
+1. ``baselines``: what needs no learning, on the same validation sets: background
+   everywhere, the per-pixel location prior, the nearest training scene's labels, the
+   best per-pixel intensity rules, a box prior (``gfnet_dense.datasets.baselines``);
+   nearest class centroid and logistic regression on Fashion-MNIST pixels.
+2. ``pretrain``: each backbone's timm classifier on Fashion-MNIST at 32x32 (the dense
+   crops are a 2x larger grid, the largest canvas 8x), scored on the test images.
+3. ``seg``: Semantic FPN on 64x64 crops of 128x128 training scenes (400 iterations of
+   16), every model from its classifier with the same recipe, per seed. Canvas study:
+   whole-image and sliding-window (64, stride 48) inference on 1x, 2x and 4x (side) and
+   non-square canvases with the garments at their training size. Scale study: the same
+   training with MMSeg's ADE20K random resize (ratio 0.5-2.0) and without it, evaluated
+   with garments 0.5x-2x their training size on a 128x128 canvas.
+4. ``det``: RetinaNet on the 128x128 training scenes, mAP on the validation scenes.
 
-Results: ``DIR/results.json``, ``DIR/results.md`` and plots in DIR. Each finished run
-is kept in ``DIR/runs/``; running the command again skips finished runs and resumes
-an interrupted training from its last checkpoint.
+Results: ``DIR/results.json``, ``DIR/results.md`` and plots in DIR (``--report`` redraws
+them from the finished runs). Every finished run is kept in ``DIR/runs/``; running the
+command again skips them and resumes an interrupted training from its last checkpoint.
+Runs are deterministic for a given ``--threads``.
 """
 import argparse
-import contextlib
 import dataclasses
 import json
-import os.path as osp
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from gfnet_dense.datasets import RealDataUnavailable, cache_dir
+from gfnet_dense.datasets import baselines as B
+from gfnet_dense.datasets import fmnist_scenes as S
 from gfnet_dense.layers import FILTER_RESIZE_MODES
 
-# a sibling tool: tools/ is on sys.path when this runs as python tools/proving_ground.py
+# sibling tools: tools/ is on sys.path when this runs as python tools/proving_ground.py
 import proving_report
+import scene_study as E
 
-# the tools' own repository: the tools and configs run from it
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-STAGES = ('pretrain', 'seg', 'det', 'resolution')
-PEERS = ('resnet18', 'convnext_nano')
-# test sizes as (height factor, width factor) of the 217x181 training size
-TEST_SIZES = ((0.5, 0.5), (0.75, 0.75), (1.0, 1.0), (1.5, 1.5), (2.0, 2.0), (1.0, 1.5),
-              (1.5, 1.0))
-SEG_SIZE_HW = (217, 181)
-SEG_CONFIGS = {'gfnet_h_ti': 'fpn_gfnet_h_ti_brain_lobes.py',
-               'resnet18': 'fpn_resnet18_brain_lobes.py',
-               'convnext_nano': 'fpn_convnext_nano_brain_lobes.py'}
-DET_CONFIGS = {'gfnet_h_ti': 'retinanet_gfnet_h_ti_trees.py',
-               'resnet18': 'retinanet_resnet18_trees.py'}
+STAGES = ('baselines', 'pretrain', 'seg', 'det')
+GFNET = 'gfnet_h_ti'
+TRAIN_SPEC = S.SceneSpec(canvas_hw=(128, 128), object_px=(20, 30), count=(4, 10),
+                         background='flat')
+RANDOM_RESIZE = (0.5, 2.0)  # MMSeg's ADE20K ratio_range
+SLIDE = (64, 48)  # window, stride
 
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    train_per_class: Optional[int]  # Fashion-MNIST training images per class (None: 6000)
-    val_per_class: Optional[int]  # test images per class (None: all 1000)
-    epochs: int
-    seg_iters: int
-    seg_batch: int
-    seg_from_scratch: bool  # GFNet-H-Ti from scratch too
-    seg_peers: tuple
-    det_iters: int
-    det_runs: tuple  # (model, pretrained)
+    num_train: int  # training scenes (128x128)
+    seeds: Tuple[int, ...]  # of the dense runs (training scenes fixed, init and batches vary)
+    pretrain: E.PretrainRecipe
+    seg: E.DenseRecipe
+    det: E.DenseRecipe
+    seg_models: Tuple[Tuple[str, Optional[str]], ...]  # (model, filter_resize)
+    aug_peers: Tuple[str, ...]  # trained with random resize too, beside the best GFNet-H mode
+    det_models: Tuple[str, ...]
+    canvases: Tuple[Tuple[int, int, int], ...]  # (H, W, validation scenes)
+    scales: Tuple[float, ...]  # garment scale of the scale study
+    scale_scenes: int  # validation scenes per scale (128x128)
+    det_val: int  # validation scenes of the detection runs
 
 
-FULL = Budget(train_per_class=2000, val_per_class=None, epochs=2, seg_iters=120, seg_batch=8,
-              seg_from_scratch=True, seg_peers=('resnet18',), det_iters=60,
-              det_runs=(('gfnet_h_ti', False), ('gfnet_h_ti', True), ('resnet18', False),
-                        ('resnet18', True)))
-# every stage, fewer runs: segmentation only from the GFNet-H-Ti checkpoint (one run
-# per filter_resize mode), no ResNet-18 detector from scratch
-QUICK = Budget(train_per_class=100, val_per_class=30, epochs=1, seg_iters=30, seg_batch=8,
-               seg_from_scratch=False, seg_peers=(), det_iters=12,
-               det_runs=(('gfnet_h_ti', False), ('gfnet_h_ti', True), ('resnet18', True)))
-# rough CPU seconds per unit, for the ETA only (corrected by the measured pace)
-PRETRAIN_IMAGES_PER_S = {'gfnet_h_ti': 130, 'resnet18': 380, 'convnext_nano': 250}
-SEG_S_PER_ITER = {'gfnet_h_ti': 2.4, 'resnet18': 1.5, 'convnext_nano': 2.0}  # batch 8
-DET_S_PER_ITER = 1.2
-STARTUP_S = 15
+FULL = Budget(
+    num_train=2000, seeds=(0, 1, 2), pretrain=E.PretrainRecipe(epochs=2),
+    seg=E.DenseRecipe(iters=400, batch=16, head_lr_mult=10),
+    det=E.DenseRecipe(iters=400, batch=4, lr=3e-4, weight_decay=0.05),
+    seg_models=tuple((GFNET, m) for m in FILTER_RESIZE_MODES) + tuple((p, None) for p in E.PEERS),
+    aug_peers=E.PEERS, det_models=(GFNET, 'resnet18'),
+    canvases=((64, 64, 256), (128, 128, 64), (256, 256, 16), (64, 256, 64), (256, 128, 32)),
+    scales=(0.5, 0.75, 1.0, 1.5, 2.0), scale_scenes=64, det_val=128)
+QUICK = Budget(
+    num_train=400, seeds=(0,), pretrain=E.PretrainRecipe(epochs=1, train_per_class=1000),
+    seg=E.DenseRecipe(iters=250, batch=32, head_lr_mult=10),
+    det=E.DenseRecipe(iters=150, batch=4, lr=3e-4, weight_decay=0.05),
+    seg_models=((GFNET, 'bicubic'),), aug_peers=(), det_models=(GFNET,),
+    canvases=((64, 64, 64), (128, 128, 16), (64, 256, 16)), scales=(1.0,), scale_scenes=16,
+    det_val=32)
 
 
-@dataclasses.dataclass
-class Run:
-    name: str  # e.g. 'seg/gfnet_h_ti-pretrained-spatial'
-    estimate_s: float
-    action: object  # callable returning the run's result dict
+def canvas_key(h: int, w: int) -> str:
+    return f'{h}x{w}'
 
 
-class Progress:
-    """Prints each run with the elapsed time and an ETA from the measured pace
-    (over the runs this invocation executes; finished ones are kept)."""
+class ProvingGround:
+    def __init__(self, out: Path, budget: Budget, log: Callable[[str], None] = print,
+                 spec: S.SceneSpec = TRAIN_SPEC):
+        self.out, self.budget, self.log, self.spec = out, budget, log, spec
+        self.cache = cache_dir() / 'datasets' / 'fmnist_scenes'
+        self._arrays: Dict[tuple, dict] = {}
 
-    def __init__(self, todo: List[Run]):
-        self.todo, self.start, self.done_estimate = todo, time.time(), 0.0
+    # data ------------------------------------------------------------------
+    def scenes(self, spec: S.SceneSpec, split: str, num: int) -> dict:
+        key = (spec, split, num)
+        if key not in self._arrays:
+            self._arrays[key] = E.scene_arrays(spec, split, num, self.cache)
+        return self._arrays[key]
 
-    def begin(self, run: Run, i: int, count: int) -> None:
-        elapsed = time.time() - self.start
-        remaining = sum(r.estimate_s for r in self.todo[self.todo.index(run):])
-        pace = elapsed / self.done_estimate if self.done_estimate > 0 else 1.0
-        print(f'[{i + 1}/{count}] {run.name}  elapsed {_clock(elapsed)}, '
-              f'ETA {_clock(pace * remaining)}', flush=True)
+    def train_scenes(self) -> dict:
+        return self.scenes(self.spec, 'train', self.budget.num_train)
 
-    def end(self, run: Run) -> None:
-        self.done_estimate += run.estimate_s
+    def canvas_sets(self) -> Dict[str, dict]:
+        return {canvas_key(h, w): self.scenes(E.scaled_spec(self.spec, 1.0, (h, w)), 'val', n)
+                for h, w, n in self.budget.canvases}
+
+    def scale_sets(self) -> Dict[str, dict]:
+        return {f'{s}x': self.scenes(E.scaled_spec(self.spec, s, (128, 128)), 'val',
+                                     self.budget.scale_scenes) for s in self.budget.scales}
+
+    def det_set(self) -> dict:
+        return self.scenes(self.spec, 'val', self.budget.det_val)
+
+    # stages ----------------------------------------------------------------
+    def baselines(self) -> dict:
+        train = self.train_scenes()
+        prior = B.location_prior(train['masks'], E.NUM_CLASSES)
+        lut = B.intensity_lut(train['images'], train['masks'], E.NUM_CLASSES)
+        rule = B.best_threshold(train['images'], train['masks'])
+
+        def seg_rows(val):
+            n, hw = len(val['images']), val['images'].shape[1:]
+            copy, _ = B.nearest_image_labels(train['images'], train['masks'], val['images'])
+            return {'background everywhere': E.seg_scores(B.predict_background(val['masks'].shape),
+                                                           val['masks']),
+                    'location prior': E.seg_scores(B.apply_location_prior(prior, n, hw),
+                                                   val['masks']),
+                    'nearest training scene': E.seg_scores(copy, val['masks']),
+                    'intensity lookup': E.seg_scores(lut[val['images']], val['masks']),
+                    'intensity threshold': E.seg_scores(B.apply_threshold(val['images'], *rule),
+                                                        val['masks'])}
+
+        det = self.det_set()
+        hw = det['images'].shape[1:]
+        prior_boxes = B.box_prior(train['boxes'], train['box_labels'], self.spec.canvas_hw, hw)
+        box = B.coco_map(det['boxes'], det['box_labels'], [prior_boxes] * len(det['images']), hw,
+                         E.NUM_CLASSES - 1)
+        return dict(canvas={k: seg_rows(v) for k, v in self.canvas_sets().items()},
+                    scale={k: seg_rows(v) for k, v in self.scale_sets().items()},
+                    det={'box prior': {k: 100 * v for k, v in box.items()}},
+                    cls=self.classification_baselines())
+
+    def classification_baselines(self) -> dict:
+        from gfnet_dense.datasets.fashion_mnist import balanced_subset, load_split
+        x, y = load_split('train')
+        keep = balanced_subset(y, self.budget.pretrain.train_per_class)
+        xv, yv = load_split('val')
+        out = {'nearest class centroid': B.nearest_centroid(x[keep], y[keep], xv),
+               'logistic regression': B.logistic_regression(x[keep], y[keep], xv)}
+        return {k: dict(top1=100 * B.top1(v, yv)) for k, v in out.items()}
+
+    def pretrain(self, model: str, seed: int) -> dict:
+        return E.pretrain(model, seed, self.budget.pretrain,
+                          self.out / 'pretrain' / f'{model}-s{seed}', self.log)
+
+    def classifier_checkpoint(self, model: str) -> str:
+        return self.result(f'pretrain/{model}-s0')['checkpoint']
+
+    def segment(self, model: str, mode: Optional[str], aug: bool, seed: int) -> dict:
+        name = seg_name(model, mode, aug, seed)
+        recipe = dataclasses.replace(self.budget.seg,
+                                     resize_range=RANDOM_RESIZE if aug else None)
+        net = E.segmentor(model, self.classifier_checkpoint(model), mode)
+        curve = E.train_dense(net, E.seg_loss_fn(net, self.train_scenes(), recipe), recipe, seed,
+                              self.out / 'seg' / name, self.log, name)
+        canvas = {}
+        for key, val in self.canvas_sets().items():
+            whole = E.seg_scores(E.predict_masks(net, val['images']), val['masks'])
+            slide = E.seg_scores(E.predict_masks(net, val['images'], SLIDE), val['masks'])
+            canvas[key] = dict(whole=whole, slide=slide)
+            self.log(f'    {name} {key}: mIoU whole {whole["mIoU"]:.2f}, slide {slide["mIoU"]:.2f}')
+        scale = {k: E.seg_scores(E.predict_masks(net, v['images']), v['masks'])
+                 for k, v in self.scale_sets().items()}
+        return dict(model=model, filter_resize=mode, random_resize=aug, seed=seed, work=name,
+                    curve=curve,
+                    canvas=canvas, scale=scale, iters=recipe.iters, params_m=E._params_m(net),
+                    gflops_64=_gflops(net, 64), recipe=dataclasses.asdict(recipe))
+
+    def detect(self, model: str, mode: Optional[str], seed: int) -> dict:
+        name = f'{model}-s{seed}'
+        net = E.detector(model, self.classifier_checkpoint(model), mode)
+        curve = E.train_dense(net, E.det_loss_fn(net, self.train_scenes(), self.budget.det),
+                              self.budget.det, seed, self.out / 'det' / name, self.log, name)
+        val = self.det_set()
+        dets = E.predict_boxes(net, val['images'])
+        scores = B.coco_map(val['boxes'], val['box_labels'], dets, val['images'].shape[1:],
+                            E.NUM_CLASSES - 1)
+        self.log(f'    det {name}: mAP@50 {100 * scores["bbox_mAP_50"]:.2f}')
+        return dict(model=model, filter_resize=mode, seed=seed, work=name, curve=curve,
+                    iters=self.budget.det.iters,
+                    params_m=E._params_m(net), **{k: 100 * v for k, v in scores.items()},
+                    detections_per_image=float(np.mean([len(d[0]) for d in dets])))
+
+    # plan ------------------------------------------------------------------
+    def result(self, name: str) -> dict:
+        path = self.run_path(name)
+        if not path.exists():
+            raise RuntimeError(f'{name} has not run yet ({path} not found): run its stage first')
+        return json.loads(path.read_text())
+
+    def run_path(self, name: str) -> Path:
+        return self.out / 'runs' / (name.replace('/', '-') + '.json')
+
+    def best_mode(self) -> str:
+        """The GFNet-H filter_resize mode with the highest mean whole-image mIoU over the
+        canvases in seed 0's runs without random resize."""
+        means = {}
+        for model, mode in self.budget.seg_models:
+            if model == GFNET:
+                r = self.result(f'seg/{seg_name(model, mode, False, 0)}')
+                means[mode] = np.mean([c['whole']['mIoU'] for c in r['canvas'].values()])
+        return max(means, key=means.get)
+
+    def plan(self, stages: Sequence[str]) -> List[Tuple[str, Callable[[], dict]]]:
+        b, runs = self.budget, []
+        if 'baselines' in stages:
+            runs.append(('baselines', self.baselines))
+        dense = []  # (model, name, action)
+        for seed in b.seeds:
+            if 'seg' in stages:
+                dense += [(m, f'seg/{seg_name(m, mode, False, seed)}',
+                           lambda a=(m, mode, False, seed): self.segment(*a))
+                          for m, mode in b.seg_models]
+                if b.aug_peers:
+                    dense.append((GFNET, f'seg/{GFNET}-best-aug-s{seed}',
+                                  lambda s=seed: self.segment(GFNET, self.best_mode(), True, s)))
+                    dense += [(p, f'seg/{seg_name(p, None, True, seed)}',
+                               lambda a=(p, None, True, seed): self.segment(*a))
+                              for p in b.aug_peers]
+            if 'det' in stages:
+                dense += [(m, f'det/{m}-s{seed}',
+                           lambda a=(m, 'bicubic' if m == GFNET else None, seed): self.detect(*a))
+                          for m in b.det_models]
+        # each classifier is pretrained just before the first run that needs it, so that
+        # a partial run has complete rows for the first models
+        pretrained = set()
+        if 'pretrain' in stages:
+            wanted = [m for m, _ in b.seg_models] + list(b.aug_peers) + list(b.det_models)
+            for m in [m for m, _, _ in dense] + wanted:
+                if m not in pretrained:
+                    pretrained.add(m)
+                    dense_index = next((i for i, d in enumerate(dense) if d[0] == m), len(dense))
+                    dense.insert(dense_index, (m, f'pretrain/{m}-s0',
+                                               lambda m=m: self.pretrain(m, 0)))
+        return runs + [(name, action) for _, name, action in dense]
+
+    def run(self, stages: Sequence[str]) -> Dict[str, dict]:
+        runs, results, started = self.plan(stages), {}, time.time()
+        for i, (name, action) in enumerate(runs):
+            path = self.run_path(name)
+            if path.exists():
+                self.log(f'[{i + 1}/{len(runs)}] {name}: done before, kept')
+            else:
+                self.log(f'[{i + 1}/{len(runs)}] {name}  (elapsed {_clock(time.time() - started)})')
+                t = time.time()
+                result = action()
+                result['seconds'] = round(time.time() - t, 1)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=1))
+                # the training state is only there to resume; the result is kept
+                (self.out / name.split('/')[0] / result.get('work', '-') / 'state.pth'
+                 ).unlink(missing_ok=True)
+            results[name] = json.loads(path.read_text())
+        return results
+
+    def finished(self) -> Dict[str, dict]:
+        """Every run kept in DIR/runs, by name."""
+        out = {}
+        for path in sorted((self.out / 'runs').glob('*.json')):
+            stage, _, rest = path.stem.partition('-')
+            out[stage if not rest else f'{stage}/{rest}'] = json.loads(path.read_text())
+        return out
+
+
+def only_models(budget: Budget, models: Optional[Sequence[str]]) -> Budget:
+    """``budget`` restricted to ``models`` (all when None)."""
+    if models is None:
+        return budget
+    return dataclasses.replace(
+        budget, seg_models=tuple(m for m in budget.seg_models if m[0] in models),
+        aug_peers=tuple(m for m in budget.aug_peers if m in models),
+        det_models=tuple(m for m in budget.det_models if m in models))
+
+
+def seg_name(model: str, mode: Optional[str], aug: bool, seed: int) -> str:
+    return (f'{model}-{mode}' if model == GFNET else model) + ('-aug' if aug else '') + f'-s{seed}'
+
+
+def _gflops(net, side: int) -> float:
+    import torch
+
+    from gfnet_dense.flops import count_flops
+    return round(count_flops(net, torch.zeros(1, 1, side, side)) / 1e9, 3)
 
 
 def _clock(seconds: float) -> str:
@@ -113,221 +307,44 @@ def _clock(seconds: float) -> str:
     return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-class ProvingGround:
-    def __init__(self, out: Path, data: Path, budget: Budget, quick: bool):
-        self.out, self.data, self.budget, self.quick = out, data, budget, quick
-        self.python = sys.executable
-
-    # data ------------------------------------------------------------------
-    def fashion(self) -> Path:
-        from gfnet_dense.datasets.fashion_mnist import write_imagefolder
-        name = 'fashion_mnist_quick' if self.quick else 'fashion_mnist'
-        return write_imagefolder(self.data / name, self.budget.train_per_class,
-                                 self.budget.val_per_class)
-
-    def brain(self) -> Path:
-        from gfnet_dense.datasets.aal import write_seg_dataset
-        return write_seg_dataset(self.data / 'brain_lobes')
-
-    def trees(self) -> Path:
-        from gfnet_dense.datasets.deepforest import write_coco_dataset
-        return write_coco_dataset(self.data / 'tree_crowns')
-
-    # tools -----------------------------------------------------------------
-    def _tool(self, log: Path, *args: str) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, 'a') as f:
-            done = subprocess.run([self.python, *args], cwd=ROOT, stdout=f,
-                                  stderr=subprocess.STDOUT)
-        if done.returncode:
-            tail = ''.join(open(log).readlines()[-15:])
-            raise RuntimeError(f'{args[0]} failed (exit {done.returncode}); log {log}:\n{tail}')
-
-    def pretrain(self, model: str) -> dict:
-        work = self.out / 'pretrain' / model
-        ckpt = work / 'checkpoint.pth'
-        args = ['tools/pretrain.py', '--model', model, '--data-path', str(self.fashion()),
-                '--input-size', '32', '--epochs', str(self.budget.epochs), '--batch-size', '128',
-                '--lr', '2e-3', '--warmup-epochs', '0', '--mixup', '0', '--cutmix', '0',
-                '--aa', 'none', '--reprob', '0', '--workers', '1', '--seed', '0',
-                '--log-interval', '20', '--device', 'cpu', '--output-dir', str(work)]
-        if ckpt.exists():
-            args += ['--resume', str(ckpt)]
-        self._tool(work / 'stdout.log', *args)
-        epochs = [json.loads(line) for line in open(work / 'log.jsonl')]
-        return dict(model=model, checkpoint=str(ckpt), top1=epochs[-1]['top1'],
-                    top5=epochs[-1]['top5'], epochs=epochs,
-                    loss_curve=proving_report.pretrain_loss_curve(work / 'log.txt'),
-                    params_m=proving_report.count_params_m(model))
-
-    def _mm_options(self, root: Path, max_iters: int) -> List[str]:
-        warmup = max(1, max_iters // 10)
-        return [f'data_root={root}', f'train_dataloader.dataset.data_root={root}',
-                f'val_dataloader.dataset.data_root={root}',
-                f'test_dataloader.dataset.data_root={root}', f'train_cfg.max_iters={max_iters}',
-                f'train_cfg.val_interval={max_iters}', f'param_scheduler.0.end={warmup}',
-                f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.end={max_iters}',
-                f'default_hooks.checkpoint.interval={max(1, max_iters // 2)}',
-                f'default_hooks.logger.interval={min(10, max(1, max_iters // 6))}',
-                'randomness.seed=0']
-
-    @staticmethod
-    def _backbone_options(model: str, checkpoint: Optional[str], mode: Optional[str]) -> List[str]:
-        opts = [f'model.backbone.init_cfg.checkpoint={checkpoint}'] if checkpoint else \
-            ['model.backbone.init_cfg=None']
-        return opts + ([f'model.backbone.filter_resize={mode}'] if mode else [])
-
-    def _train(self, config: str, work: Path, options: List[str]) -> dict:
-        args = ['tools/train.py', config, '--work-dir', str(work)]
-        if (work / 'last_checkpoint').exists():
-            args.append('--resume')
-        self._tool(work / 'stdout.log', *args, '--cfg-options', *options)
-        scalars = proving_report.read_scalars(work)
-        checkpoint = (work / 'last_checkpoint').read_text().strip()
-        return dict(checkpoint=checkpoint, metrics=scalars['metrics'], curve=scalars['loss'])
-
-    def segment(self, model: str, pretrained: bool, mode: Optional[str]) -> dict:
-        name = _seg_name(model, pretrained, mode)
-        checkpoint = self.pretrained_checkpoint(model) if pretrained else None
-        config = f'configs/proving_ground/{SEG_CONFIGS[model]}'
-        options = (self._mm_options(self.brain(), self.budget.seg_iters)
-                   + [f'train_dataloader.batch_size={self.budget.seg_batch}']
-                   + self._backbone_options(model, checkpoint, mode))
-        result = self._train(config, self.out / 'seg' / name, options)
-        return dict(result, model=model, pretrained=pretrained, filter_resize=mode,
-                    config=config, options=options, mIoU=result['metrics']['mIoU'])
-
-    def detect(self, model: str, pretrained: bool) -> dict:
-        name = f'{model}-{"pretrained" if pretrained else "scratch"}'
-        checkpoint = self.pretrained_checkpoint(model) if pretrained else None
-        root = self.trees()
-        config = f'configs/proving_ground/{DET_CONFIGS[model]}'
-        options = (self._mm_options(root, self.budget.det_iters)
-                   + [f'val_evaluator.ann_file={root}/annotations/val.json']
-                   + self._backbone_options(model, checkpoint, None))
-        result = self._train(config, self.out / 'det' / name, options)
-        # no detection above the score threshold: COCO evaluation reports nothing, mAP 0
-        metrics = result['metrics']
-        return dict(result, model=model, pretrained=pretrained, config=config, options=options,
-                    bbox_mAP=metrics.get('coco/bbox_mAP', 0.0),
-                    bbox_mAP_50=metrics.get('coco/bbox_mAP_50', 0.0),
-                    no_detections='coco/bbox_mAP' not in metrics)
-
-    def pretrained_checkpoint(self, model: str) -> str:
-        result = self.out / 'runs' / f'pretrain-{model}.json'
-        if not result.exists():
-            raise RuntimeError(f'the {model} Fashion-MNIST checkpoint is missing: run the '
-                               f'pretrain stage first ({result} not found)')
-        return json.loads(result.read_text())['checkpoint']
-
-    def resolution(self, name: str) -> dict:
-        """tools/test.py on one segmentation checkpoint at every test size (in this
-        process, its log in ``DIR/resolution/NAME/test.log``)."""
-        import test as test_tool
-        seg = json.loads((self.out / 'runs' / f'seg-{name}.json').read_text())
-        root, work, out = self.brain(), self.out / 'resolution' / name, {}
-        work.mkdir(parents=True, exist_ok=True)
-        for fh, fw in TEST_SIZES:
-            h, w = round(SEG_SIZE_HW[0] * fh), round(SEG_SIZE_HW[1] * fw)
-            options = [o for o in seg['options'] if not o.startswith('model.backbone.init_cfg')]
-            options += ['model.backbone.init_cfg=None', f'data_root={root}',
-                        f'test_dataloader.dataset.pipeline.1.scale=({w},{h})']
-            with open(work / 'test.log', 'a') as log, contextlib.redirect_stdout(log), \
-                    contextlib.redirect_stderr(log):
-                metrics = test_tool.main([seg['config'], seg['checkpoint'], '--work-dir',
-                                          str(work), '--cfg-options', *options])
-            out[f'{fh}x{fw}'] = dict(height=h, width=w, mIoU=float(metrics['mIoU']))
-            print(f'    {name} at {h}x{w}: mIoU {metrics["mIoU"]:.2f}', flush=True)
-        return dict(name=name, sizes=out)
-
-    # plan ------------------------------------------------------------------
-    def seg_runs(self) -> List[tuple]:
-        runs = [('gfnet_h_ti', False, 'bicubic')] if self.budget.seg_from_scratch else []
-        runs += [('gfnet_h_ti', True, mode) for mode in FILTER_RESIZE_MODES]
-        return runs + [(peer, True, None) for peer in self.budget.seg_peers]
-
-    def plan(self, stages) -> List[Run]:
-        b, runs = self.budget, []
-        images = 10 * (b.train_per_class or 6000) * b.epochs
-        if 'pretrain' in stages:
-            for model in ('gfnet_h_ti',) + PEERS:
-                runs.append(Run(f'pretrain/{model}',
-                                STARTUP_S + images / PRETRAIN_IMAGES_PER_S[model],
-                                lambda m=model: self.pretrain(m)))
-        if 'seg' in stages:
-            for model, pretrained, mode in self.seg_runs():
-                runs.append(Run(f'seg/{_seg_name(model, pretrained, mode)}',
-                                STARTUP_S + b.seg_iters * b.seg_batch / 8 * SEG_S_PER_ITER[model],
-                                lambda a=(model, pretrained, mode): self.segment(*a)))
-        if 'det' in stages:
-            for model, pretrained in b.det_runs:
-                runs.append(Run(f'det/{model}-{"pretrained" if pretrained else "scratch"}',
-                                STARTUP_S + b.det_iters * DET_S_PER_ITER,
-                                lambda a=(model, pretrained): self.detect(*a)))
-        if 'resolution' in stages:
-            for model, pretrained, mode in self.seg_runs():
-                name = _seg_name(model, pretrained, mode)
-                runs.append(Run(f'resolution/{name}', 4 * len(TEST_SIZES),
-                                lambda n=name: self.resolution(n)))
-        return runs
-
-    def run(self, stages) -> Dict[str, dict]:
-        runs, results = self.plan(stages), {}
-        path = {r.name: self.out / 'runs' / (r.name.replace('/', '-') + '.json') for r in runs}
-        progress = Progress([r for r in runs if not path[r.name].exists()])
-        for i, run in enumerate(runs):
-            if path[run.name].exists():
-                print(f'[{i + 1}/{len(runs)}] {run.name}: done before, kept', flush=True)
-            else:
-                progress.begin(run, i, len(runs))
-                started = time.time()
-                result = run.action()
-                result['seconds'] = round(time.time() - started, 1)
-                path[run.name].parent.mkdir(parents=True, exist_ok=True)
-                path[run.name].write_text(json.dumps(result, indent=1))
-                progress.end(run)
-            results[run.name] = json.loads(path[run.name].read_text())
-        for name in [n for n in results if n.startswith('resolution/')]:
-            seg = name.replace('resolution/', 'seg/')  # the report labels rows by training run
-            results.setdefault(seg, json.loads(
-                (self.out / 'runs' / (seg.replace('/', '-') + '.json')).read_text()))
-        return results
-
-
-def _seg_name(model: str, pretrained: bool, mode: Optional[str]) -> str:
-    if not pretrained:
-        return f'{model}-scratch'
-    return f'{model}-pretrained' + (f'-{mode}' if mode and model == 'gfnet_h_ti' else '')
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', required=True, help='results folder')
     parser.add_argument('--quick', action='store_true',
-                        help='every stage with small budgets (about 10 minutes on 2 cores)')
+                        help='GFNet-H-Ti alone, one seed, small budgets (the CI check)')
     parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
-    parser.add_argument('--data', default=None,
-                        help='where the converted datasets go (default: the cache\'s '
-                             'datasets/ folder, $GFNET_DENSE_CACHE or ~/.cache/gfnet_dense)')
+    parser.add_argument('--models', nargs='+', choices=(GFNET,) + E.PEERS, default=None,
+                        help='only these models (a later run without it adds the others)')
+    parser.add_argument('--background', choices=S.BACKGROUNDS, default=TRAIN_SPEC.background,
+                        help='scene background: flat (the studies; figure-ground is easy, the '
+                        'garment classes are not), noise (brightness-matched smooth noise: no '
+                        'intensity rule finds the garments; learns far slower) or clutter')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch threads (results are reproducible for a given number)')
+    parser.add_argument('--report', action='store_true',
+                        help='only redraw the tables and plots from the finished runs')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out).resolve()
-    data = Path(args.data).resolve() if args.data else cache_dir() / 'datasets'
-    budget = QUICK if args.quick else FULL
-    ground = ProvingGround(out, data, budget, args.quick)
+    budget = only_models(QUICK if args.quick else FULL, args.models)
+    ground = ProvingGround(out, budget,
+                           spec=dataclasses.replace(TRAIN_SPEC, background=args.background))
+    E.set_threads(args.threads)
     started = time.time()
-    try:
-        results = ground.run([s for s in STAGES if s in args.stages])
-    except RealDataUnavailable as e:
-        sys.exit(f'proving ground: the real data is not available here: {e}')
-    summary = proving_report.write_report(
-        out, results, dict(dataclasses.asdict(budget), quick=args.quick,
-                           command=' '.join(['python', 'tools/proving_ground.py'] + (argv or sys.argv[1:])),
-                           wall_s=round(time.time() - started, 1),
-                           runs_s=round(sum(r['seconds'] for r in results.values()), 1)))
+    if not args.report:
+        try:
+            ground.run([s for s in STAGES if s in args.stages])
+        except RealDataUnavailable as e:
+            raise SystemExit(f'proving ground: the real data is not available here: {e}')
+    command = ' '.join(['python tools/proving_ground.py'] + list(argv if argv is not None else
+                                                                   __import__('sys').argv[1:]))
+    summary = proving_report.write_report(out, ground.finished(), dict(
+        budget=dataclasses.asdict(budget), quick=args.quick, command=command,
+        report_only=args.report,
+        threads=args.threads, wall_s=round(time.time() - started, 1)))
     print(f'results: {out / "results.md"}, {out / "results.json"}', flush=True)
     return summary
 

@@ -72,6 +72,9 @@ class SceneSpec:
         easy control, where a threshold solves figure-ground). Noise and clutter are
         remapped to the intensity histogram of the scene's own garment pixels.
     alpha_threshold: a resized garment pixel is part of the garment when above this.
+    noise_cell: the noise background's coarsest cell, in mean garment sides (its finer
+        octaves are 1/2 and 1/4 of it): small values give fine texture, large ones
+        smooth blobs.
     seed: seed of the training scenes (validation uses ``VAL_SEED``).
     """
     canvas_hw: Tuple[int, int] = (128, 128)
@@ -82,6 +85,7 @@ class SceneSpec:
     min_visible: float = 0.6
     background: str = 'noise'
     alpha_threshold: int = 10
+    noise_cell: float = 0.5
     max_tries: int = 50
     seed: int = 0
 
@@ -224,7 +228,7 @@ def _background(spec: SceneSpec, rng: np.random.Generator, images: np.ndarray,
     if spec.background == 'flat' or garment_pixels.size == 0:
         return np.zeros(hw, np.uint8), np.zeros(0, np.int64)
     mean_px = 0.5 * (spec.object_px[0] + spec.object_px[1])
-    field = _smooth_noise(rng, hw, cell=mean_px / 2)
+    field = _smooth_noise(rng, hw, cell=mean_px * spec.noise_cell)
     used = np.zeros(0, np.int64)
     if spec.background == 'clutter':
         # blurred fragments of other garments of the same split: a quarter to a half of a

@@ -32,6 +32,16 @@ def test_demo_trains_on_the_bundle_reports_iou_and_draws_the_figure(tmp_path):
     assert abs(miou - np.mean([float(v) for v in rows.values()])) < 0.1
     # the baseline: background IoU = its pixel share, every other class 0
     assert 70 < base_acc < 80 and abs(base_miou - base_acc / 16) < 0.1
+    # the nearest training slice's labels, copied (54.6 mIoU, 88.0% pixel accuracy on the
+    # bundle): printed beside the model's score, with the margin
+    nearest = re.search(r'^nearest training slice \(label copy, no learning\): mIoU ([\d.]+)%, '
+                        r'pixel accuracy ([\d.]+)%; the model (beats|is below) it by ([\d.]+) '
+                        r'mIoU points$', out, re.M)
+    assert nearest, out[-3000:]
+    n_miou, n_acc, verdict, margin = nearest.groups()
+    assert abs(float(n_miou) - 54.6) < 0.1 and abs(float(n_acc) - 88.0) < 0.1
+    assert verdict == ('beats' if miou > float(n_miou) else 'is below')
+    assert abs(float(margin) - abs(miou - float(n_miou))) < 0.11
     # the demo's own evaluation agrees with the validation MMSeg ran at the end of training
     logged = [r for r in scalars(str(work_dir)) if 'mIoU' in r][-1]
     assert abs(logged['mIoU'] - miou) < 0.06 and abs(logged['aAcc'] - acc) < 0.06

@@ -1,102 +1,108 @@
-"""tools/proving_ground.py --quick on the real data: every stage end to end.
+"""tools/proving_ground.py --quick on real pixels: Fashion-MNIST pretraining, then Semantic
+FPN and RetinaNet on scenes of Fashion-MNIST photographs (validation scenes from the test
+images only), each checked against the best trivial baseline of the same validation set.
 
-The packages are fetched from the Debian and PyPI registries into the cache on
-first use (``$GFNET_DENSE_CACHE``, default ``~/.cache/gfnet_dense``). Thresholds come
-from measured quick runs (numbers in the comments) and stay above chance.
+One process with two torch threads and fixed seeds: the run is deterministic, so the
+thresholds below are margins over baselines, not over the noise of a flaky run. The
+Fashion-MNIST package is fetched from Debian into the cache on first use.
 """
 import json
-import os.path as osp
 import subprocess
 import sys
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import ROOT
 
 
-def _proving_ground(out):
-    done = subprocess.run([sys.executable, 'tools/proving_ground.py', '--quick', '--out', out],
-                          cwd=ROOT, capture_output=True, text=True)
+def _proving_ground(out, *extra):
+    done = subprocess.run([sys.executable, 'tools/proving_ground.py', '--quick', '--out', str(out),
+                           '--threads', '2', *extra], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 
 @pytest.fixture(scope='module')
 def quick(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('proving_ground'))
+    out = tmp_path_factory.mktemp('proving_ground')
     stdout = _proving_ground(out)
-    with open(osp.join(out, 'results.json')) as f:
-        return out, stdout, json.load(f)['results']
+    return out, stdout, json.loads((out / 'results.json').read_text())
 
 
-def _first_and_last_loss(curve):
-    return curve[0][1], curve[-1][1]
+def test_plan_ran_in_order(quick):
+    _, stdout, summary = quick
+    started = [line.split()[1] for line in stdout.splitlines() if line.startswith('[')]
+    assert started == ['baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
+                       'det/gfnet_h_ti-s0']
+    assert summary['meta']['quick'] and summary['meta']['threads'] == 2
 
 
-def test_progress_lines_with_eta(quick):
-    _, stdout, results = quick
-    planned = [line for line in stdout.splitlines() if line.startswith('[')]
-    assert len(planned) == len(results) == 12
-    assert all('ETA' in line for line in planned)
+def test_baselines_are_weak_on_the_scenes(quick):
+    base = quick[2]['results']['baselines']
+    for study in ('canvas', 'scale'):
+        for key, rows in base[study].items():
+            # 11 classes; background is ~85% of the pixels, so "background everywhere"
+            # scores ~85/11 = 7.7; intensity rules find garments on the flat background
+            # but not their class (measured best: 13.45, the intensity lookup at 64x64)
+            assert all(r['mIoU'] < 16 for r in rows.values()), (study, key, rows)
+    assert base['det']['box prior']['bbox_mAP_50'] < 2  # measured 0.27
+    assert 75 < base['cls']['logistic regression']['top1'] < 90  # measured 82.61
 
 
-def test_pretraining_beats_chance(quick):
-    results = quick[2]
-    for model in ('gfnet_h_ti', 'resnet18', 'convnext_nano'):
-        r = results[f'pretrain/{model}']
-        assert r['epochs'] and r['loss_curve'], model
-    # 10 classes, chance 10%; quick runs measured 47.3% for GFNet-H-Ti (ConvNeXt-Nano 50.7%;
-    # ResNet-18's BatchNorm statistics are not settled after 7 steps: 2.3%)
-    assert results['pretrain/gfnet_h_ti']['top1'] > 30.0
+def test_pretraining_feeds_the_backbones(quick):
+    out, _, summary = quick
+    results = summary['results']
+    r = results['pretrain/gfnet_h_ti-s0']
+    assert r['checkpoint'] == str(out / 'pretrain' / 'gfnet_h_ti-s0' / 'classifier.pth')
+    # one epoch on 10,000 images (measured 75.60): below logistic regression (82.61), which
+    # the full run's two epochs on 60,000 must beat; here the classifier only has to have
+    # learnt what the dense runs start from, beyond the nearest class centroid (67.64)
+    assert r['top1'] > results['baselines']['cls']['nearest class centroid']['top1'] + 4
 
 
-def test_segmentation_beats_all_background(quick):
-    results = quick[2]
-    seg = {k: v for k, v in results.items() if k.startswith('seg/')}
-    assert all(v['pretrained'] and v['model'] == 'gfnet_h_ti' for v in seg.values())
-    assert {v['filter_resize'] for v in seg.values()} == {'bicubic', 'bilinear', 'spatial'}
-    for name, r in seg.items():
-        first, last = _first_and_last_loss(r['curve'])
-        assert last < first, name
-        # predicting background everywhere scores 4.7 mIoU (its IoU 0.754 over 16
-        # classes); quick runs measured 12.35 / 12.33 / 11.88 (bicubic / bilinear / spatial)
-        assert r['mIoU'] > 7.5, (name, r['mIoU'])
+# margins over the best baseline of the same validation set, about half of those measured
+# (the run is deterministic for its thread count; another CPU may round differently)
+SEG_MARGIN = 3.0  # mIoU points; measured +5.94 (64x256 whole) to +7.0
+DET_MARGIN = 8.0  # mAP@50 points over the box prior; measured 19.32 against 0.27
 
 
-def test_detection_learns(quick):
-    results = quick[2]
-    det = {k: v for k, v in results.items() if k.startswith('det/')}
-    assert len(det) == 3
-    for name, r in det.items():
-        # 12 iterations: the loss falls (measured last / first 0.965-0.966 for all three);
-        # no box passes the score threshold yet (mAP 0, reported as such)
-        first, last = _first_and_last_loss(r['curve'])
-        assert last < 0.985 * first, (name, first, last)
-        assert r['bbox_mAP'] == 0.0 or not r['no_detections']
+def test_segmentation_beats_the_best_baseline_everywhere(quick):
+    results, summary = quick[2]['results'], quick[2]['summary']
+    seg = summary['canvas']['seg/gfnet_h_ti-bicubic']
+    for inference in ('whole', 'slide'):
+        assert set(seg[inference]) == {'64x64', '128x128', '64x256'}
+        for key, s in seg[inference].items():
+            best = max(r['mIoU'] for r in results['baselines']['canvas'][key].values())
+            assert s['mean'] > best + SEG_MARGIN, (inference, key, s['mean'], best)
+    scale = summary['scale']['seg/gfnet_h_ti-bicubic']['scale']['1.0x']['mean']
+    assert scale > max(r['mIoU'] for r in results['baselines']['scale']['1.0x'].values()) \
+        + SEG_MARGIN
 
 
-def test_resolution_transfer_and_report(quick):
-    out, _, results = quick
-    res = {k: v for k, v in results.items() if k.startswith('resolution/')}
-    assert len(res) == len([k for k in results if k.startswith('seg/')])
-    for name, r in res.items():
-        sizes = r['sizes']
-        assert set(sizes) == {'0.5x0.5', '0.75x0.75', '1.0x1.0', '1.5x1.5', '2.0x2.0',
-                              '1.0x1.5', '1.5x1.0'}
-        assert sizes['2.0x2.0']['height'] == 434 and sizes['1.0x1.5']['width'] == 272
-        # at the training size, the test tool reproduces the training run's validation
-        seg = results[name.replace('resolution/', 'seg/')]
-        assert sizes['1.0x1.0']['mIoU'] == pytest.approx(seg['mIoU'], abs=0.02)
+def test_detection_beats_the_box_prior(quick):
+    results = quick[2]['results']
+    det = results['det/gfnet_h_ti-s0']
+    prior = results['baselines']['det']['box prior']['bbox_mAP_50']
+    assert det['bbox_mAP_50'] > prior + DET_MARGIN, (det['bbox_mAP_50'], prior)
+
+
+def test_report_and_plots(quick):
     from PIL import Image
-    for png in ('learning_curves.png', 'resolution_transfer.png'):
-        with Image.open(osp.join(out, png)) as im:
-            assert im.width >= 800
-    md = open(osp.join(out, 'results.md')).read()
-    assert '### Resolution transfer' in md and '### Detection' in md
+    out = quick[0]
+    md = (out / 'results.md').read_text()
+    for heading in ('### Pretraining', '### Canvas study', '### Scale study', '### Detection'):
+        assert heading in md
+    for png in ('canvas_study.png', 'scale_study.png', 'learning_curves.png'):
+        with Image.open(out / png) as im:
+            assert im.width >= 600
 
 
-def test_rerun_keeps_finished_runs(quick):
-    out, _, results = quick
+def test_rerun_keeps_every_finished_run(quick):
+    out, _, summary = quick
     stdout = _proving_ground(out)
     kept = [line for line in stdout.splitlines() if 'done before, kept' in line]
-    assert len(kept) == len([k for k in results if '/' in k])
+    assert len(kept) == 4
+    again = json.loads((out / 'results.json').read_text())
+    assert again['results'] == summary['results']
+    # the training states were only there to resume: removed once a run's result is kept
+    assert not list(out.glob('seg/*/state.pth')) and not list(out.glob('det/*/state.pth'))

@@ -1,5 +1,5 @@
-"""Unit tests of tools/proving_report.py on synthetic results shaped like those
-tools/proving_ground.py writes, and on synthetic MMEngine / pretrain logs."""
+"""tools/proving_report.py and the plan of tools/proving_ground.py on synthetic runs shaped
+like those the proving ground writes (no training)."""
 import json
 import os.path as osp
 import sys
@@ -12,53 +12,45 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 import proving_ground  # noqa: E402
 import proving_report  # noqa: E402
 
-SEG_NAMES = {  # run name -> (model, pretrained, filter_resize, mIoU)
-    'gfnet_h_ti-scratch': ('gfnet_h_ti', False, 'bicubic', 12.3456),
-    'gfnet_h_ti-pretrained-spatial': ('gfnet_h_ti', True, 'spatial', 23.4567),
-    'resnet18-pretrained': ('resnet18', True, None, 34.5678),
-}
+CANVASES = ('64x64', '128x128')
+SCALES = ('0.5x', '1.0x')
+META = dict(command='python tools/proving_ground.py --out /tmp/pg', threads=2, wall_s=1.0)
 
 
-def _size_key(fh, fw):
-    return f'{fh}x{fw}'
+def _seg(model, mode, aug, seed, base):
+    """A segmentation run whose mIoU is ``base + seed`` everywhere (slide: + 0.5)."""
+    miou = base + seed
+    return dict(model=model, filter_resize=mode, random_resize=aug, seed=seed,
+                curve=[[25, 2.0], [50, 1.0]], iters=50, params_m=12.5, gflops_64=0.25,
+                canvas={k: dict(whole=dict(mIoU=miou), slide=dict(mIoU=miou + 0.5))
+                        for k in CANVASES},
+                scale={k: dict(mIoU=miou - 1) for k in SCALES}, seconds=1.0)
 
 
-def _results() -> dict:
-    results = {}
-    for i, (model, top1) in enumerate((('gfnet_h_ti', 81.2345), ('resnet18', 79.8765))):
-        results[f'pretrain/{model}'] = dict(
-            model=model, checkpoint=f'/w/pretrain/{model}/checkpoint.pth', top1=top1,
-            top5=99.1234 - i, epochs=[dict(epoch=0, top1=70.0, top5=98.0, seconds=60.0),
-                                      dict(epoch=1, top1=top1, top5=99.1234 - i, seconds=61.0)],
-            loss_curve=[[20, 2.1], [40, 1.5 + i / 10], [60, 1.1], [80, 0.9]],
-            params_m=6.93 + 4 * i, seconds=123.4 + i)
-    for j, (name, (model, pretrained, mode, miou)) in enumerate(SEG_NAMES.items()):
-        results[f'seg/{name}'] = dict(
-            model=model, pretrained=pretrained, filter_resize=mode, mIoU=miou,
-            checkpoint=f'/w/seg/{name}/iter_16.pth', config='configs/proving_ground/x.py',
-            options=['data_root=/d'], metrics=dict(aAcc=80.0, mIoU=miou, mAcc=30.0),
-            curve=[[10, 3.0 - j / 10], [16, 2.5]], seconds=55.0 + j)
-        results[f'resolution/{name}'] = dict(name=name, sizes={
-            _size_key(fh, fw): dict(height=round(proving_ground.SEG_SIZE_HW[0] * fh),
-                                    width=round(proving_ground.SEG_SIZE_HW[1] * fw),
-                                    mIoU=miou - 10 * abs(fh - 1) - 2 * abs(fw - 1) + k / 1000)
-            for k, (fh, fw) in enumerate(proving_ground.TEST_SIZES)})
-    for model, pretrained, m, m50 in (('gfnet_h_ti', False, 0.1234, 0.4567),
-                                      ('gfnet_h_ti', True, 0.2345, 0.5678),
-                                      ('resnet18', True, 0.0789, 0.3012)):
-        name = f'det/{model}-{"pretrained" if pretrained else "scratch"}'
-        results[name] = dict(model=model, pretrained=pretrained, bbox_mAP=m, bbox_mAP_50=m50,
-                             metrics={'coco/bbox_mAP': m, 'coco/bbox_mAP_50': m50},
-                             curve=[[10, 1.2], [12, 1.1]], seconds=77.7)
+def _results(seeds=(0, 1, 2)):
+    rows = {'background everywhere': dict(mIoU=7.0), 'location prior': dict(mIoU=7.5),
+            'nearest training scene': dict(mIoU=8.0), 'intensity lookup': dict(mIoU=6.0),
+            'intensity threshold': dict(mIoU=5.0)}
+    results = {'baselines': dict(
+        canvas={k: rows for k in CANVASES}, scale={k: rows for k in SCALES},
+        det={'box prior': dict(bbox_mAP_50=0.3, bbox_mAP=0.1)},
+        cls={'nearest class centroid': dict(top1=67.6), 'logistic regression': dict(top1=83.6)})}
+    for model, top1 in (('gfnet_h_ti', 89.0), ('resnet18', 90.5)):
+        results[f'pretrain/{model}-s0'] = dict(model=model, seed=0, top1=top1, params_m=12.5,
+                                               history=[dict(epoch=1), dict(epoch=2)])
+    for seed in seeds:
+        results[f'seg/gfnet_h_ti-bicubic-s{seed}'] = _seg('gfnet_h_ti', 'bicubic', False, seed, 30)
+        results[f'seg/resnet18-s{seed}'] = _seg('resnet18', None, False, seed, 20)
+        results[f'seg/resnet18-aug-s{seed}'] = _seg('resnet18', None, True, seed, 31)
+        results[f'det/gfnet_h_ti-s{seed}'] = dict(model='gfnet_h_ti', filter_resize='bicubic',
+                                                  seed=seed, curve=[[25, 1.0]], iters=50,
+                                                  params_m=12.0, bbox_mAP_50=20.0 + seed,
+                                                  bbox_mAP=10.0 + seed)
     return results
 
 
-META = dict(command='python tools/proving_ground.py --quick --out /tmp/pg', wall_s=125.0,
-            runs_s=600.0, quick=True, epochs=1)
-
-
 def _rows(md: str, heading: str) -> list:
-    """The data rows of the table under the heading that starts with ``heading``."""
+    """The data rows (after header and separator) of the table under ``### heading...``."""
     lines = md.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith('### ' + heading))
     rows = []
@@ -66,192 +58,125 @@ def _rows(md: str, heading: str) -> list:
         if not line.startswith('|'):
             break
         rows.append([c.strip() for c in line.strip('|').split('|')])
-    return rows  # header, separator, data...
+    return rows[2:]
 
 
-def test_size_keys_match_proving_ground():
-    keys = {_size_key(fh, fw) for fh, fw in proving_ground.TEST_SIZES}
-    assert keys == set(proving_report.SIZE_LABELS)
+def test_spread_and_calls():
+    s = proving_report.spread([1.0, 3.0, 2.0])
+    assert s == dict(mean=2.0, min=1.0, max=3.0, n=3)
+    assert proving_report.cell(s) == '2.00 (1.00-3.00)'
+    assert proving_report.cell(proving_report.spread([4.0])) == '4.00'
+    hi, lo = proving_report.spread([5.0, 6.0]), proving_report.spread([3.0, 4.9])
+    assert proving_report.compare(hi, lo) == '>' and proving_report.compare(lo, hi) == '<'
+    assert proving_report.compare(hi, proving_report.spread([4.0, 5.0])) == '~'  # touching
+    assert proving_report.compare(hi, proving_report.spread([1.0])) == '?'
+    assert proving_report.config_name('seg/gfnet_h_ti-bicubic-aug-s12') == \
+        'seg/gfnet_h_ti-bicubic-aug'
 
 
-def test_write_report(tmp_path):
-    from PIL import Image
-    results = _results()
-    out = tmp_path / 'report'
-    summary = proving_report.write_report(out, results, META)
-    assert summary == dict(meta=META, results=results)
-    assert json.loads((out / 'results.json').read_text()) == json.loads(json.dumps(summary))
-
-    md = (out / 'results.md').read_text()
-    assert md.startswith('# Proving ground results')
-    assert f'`{META["command"]}`: 10.0 min of runs (this invocation 2.1 min wall' in md
-
+def test_tables_carry_baselines_spread_and_margins():
+    md = proving_report.tables(_results(), META)
     pre = _rows(md, 'Pretraining')
-    assert pre[0] == ['model', 'params (M)', 'epochs', 'top-1', 'top-5', 'train time (s)']
-    assert pre[2:] == [['GFNet-H-Ti', '6.93', '2', '81.23', '99.12', '123'],
-                       ['ResNet-18', '10.93', '2', '79.88', '98.12', '124']]
+    assert pre[:2] == [['nearest class centroid', '-', '-', '67.60', '-'],
+                       ['logistic regression', '-', '-', '83.60', '-']]
+    assert pre[2] == ['GFNet-H-Ti', '12.5', '2', '89.00', '+5.40']
 
-    seg = _rows(md, 'Segmentation')
-    assert seg[2:] == [['GFNet-H-Ti (scratch)', '12.35', '55'],
-                       ['GFNet-H-Ti (Fashion-MNIST, filters spatial)', '23.46', '56'],
-                       ['ResNet-18 (Fashion-MNIST)', '34.57', '57']]
-
+    whole = _rows(md, 'Canvas study: mIoU on canvases of other sizes, garments at their '
+                      'training size (trained on 64x64 crops), whole')
+    assert [r[0] for r in whole] == ['background everywhere', 'location prior',
+                                     'nearest training scene', 'intensity lookup',
+                                     'intensity threshold', 'GFNet-H-Ti (bicubic)', 'ResNet-18']
+    # seeds 0, 1, 2 -> 30, 31, 32: mean 31, margin over the best baseline (8.0) 23
+    assert whole[5] == ['GFNet-H-Ti (bicubic)', '12.5', '0.25', '50', '3', '31.00 (30.00-32.00)',
+                        '31.00 (30.00-32.00)', '+23.00']
+    slide = _rows(md, 'Canvas study: mIoU on canvases of other sizes, garments at their '
+                      'training size (trained on 64x64 crops), sliding')
+    assert slide[5][5] == '31.50 (30.50-32.50)'
+    scale = _rows(md, 'Scale study')
+    assert [r[0] for r in scale][5:] == ['GFNet-H-Ti (bicubic)', 'ResNet-18',
+                                         'ResNet-18 + random resize']
     det = _rows(md, 'Detection')
-    assert det[0] == ['backbone (start)', 'bbox mAP', 'mAP@50', 'train time (s)']
-    assert det[2:] == [['GFNet-H-Ti (scratch)', '12.3', '45.7', '78'],
-                       ['GFNet-H-Ti (Fashion-MNIST)', '23.4', '56.8', '78'],
-                       ['ResNet-18 (Fashion-MNIST)', '7.9', '30.1', '78']]
-
-    res = _rows(md, 'Resolution transfer')
-    assert res[0] == ['backbone (start)', '0.5x 108x90', '0.75x 163x136', '1x (train) 217x181',
-                      '1.5x 326x272', '2x 434x362', '1x H, 1.5x W 217x272',
-                      '1.5x H, 1x W 326x181']
-    assert res[1] == ['---'] * 8
-    assert [r[0] for r in res[2:]] == [r[0] for r in seg[2:]]
-    for row, name in zip(res[2:], SEG_NAMES):
-        sizes = results[f'resolution/{name}']['sizes']
-        assert row[1:] == [f'{v["mIoU"]:.2f}' for v in sizes.values()]
-    assert res[2][3] == '12.35'  # the 1x column is the training size
-
-    for png, min_height in (('learning_curves.png', 400), ('resolution_transfer.png', 400)):
-        path = out / png
-        assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-        assert path.stat().st_size > 10_000
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            assert image.width >= 800 and image.height >= min_height
-    with Image.open(out / 'learning_curves.png') as image:
-        assert image.width > 2 * image.height  # three panels side by side
+    assert det[0][:5] == ['box prior', '-', '-', '-', '0.30']
+    assert det[1] == ['GFNet-H-Ti (bicubic)', '12.0', '50', '3', '21.00 (20.00-22.00)',
+                      '11.00 (10.00-12.00)', '+20.70']
+    calls = '\n'.join(line for line in md.splitlines() if 'vs ResNet-18' in line)
+    # GFNet 30-32 against ResNet-18 20-22: apart; against ResNet-18 + resize (scale 30-32
+    # vs 30-32): overlapping, no difference called
+    assert '| canvas (whole) | GFNet-H-Ti (bicubic) vs ResNet-18 | 64x64 >, 128x128 > |' in calls
+    assert '| scale (scale) | GFNet-H-Ti (bicubic) vs ResNet-18 + random resize | 0.5x ~, ' \
+           '1.0x ~ |' in calls
 
 
-def test_write_report_single_stage(tmp_path):
-    results = {k: v for k, v in _results().items() if k.startswith('det/')}
+def test_one_seed_calls_nothing():
+    md = proving_report.tables(_results(seeds=(0,)), META)
+    assert '64x64 ?, 128x128 ?' in md and ' > ' not in md.split('### Calls')[1]
+
+
+def test_write_report_plots(tmp_path):
+    from PIL import Image
+    summary = proving_report.write_report(tmp_path, _results(), META)
+    assert json.loads((tmp_path / 'results.json').read_text())['meta'] == META
+    assert summary['summary']['canvas']['seg/gfnet_h_ti-bicubic']['margin']['64x64'] == 23.0
+    for png, panels in (('canvas_study.png', 2), ('scale_study.png', 1),
+                        ('learning_curves.png', 2)):
+        with Image.open(tmp_path / png) as image:
+            assert image.width >= 600 * panels and image.height >= 400, png
+
+
+def test_baselines_alone_report(tmp_path):
+    results = {'baselines': _results()['baselines']}
     proving_report.write_report(tmp_path, results, META)
     md = (tmp_path / 'results.md').read_text()
-    assert '### Detection' in md
-    assert '### Pretraining' not in md and '### Segmentation' not in md
-    assert '### Resolution' not in md
-    assert (tmp_path / 'learning_curves.png').exists()
-    assert not (tmp_path / 'resolution_transfer.png').exists()
-
-
-def test_write_report_empty(tmp_path):
-    proving_report.write_report(tmp_path, {}, META)
-    assert json.loads((tmp_path / 'results.json').read_text()) == dict(meta=META, results={})
-    assert 'Command: `python tools/proving_ground.py' in (tmp_path / 'results.md').read_text()
+    assert '| box prior |' in md and '| nearest training scene |' in md
     assert not list(tmp_path.glob('*.png'))
 
 
-def test_tables_without_a_learning_curve():
-    results = _results()
-    results['pretrain/gfnet_h_ti']['loss_curve'] = []
-    assert '| GFNet-H-Ti | 6.93 | 2 | 81.23 |' in proving_report.tables(results, META)
+def _ground(tmp_path, budget):
+    return proving_ground.ProvingGround(tmp_path, budget, log=lambda *_: None)
 
 
-def test_resolution_stage_alone_reports_with_its_training_runs(tmp_path):
-    """``--stages resolution`` alone: the finished runs are kept and the report labels
-    each row from the segmentation run it evaluated."""
-    kept = {k: v for k, v in _results().items() if k.startswith(('seg/', 'resolution/'))}
-    for mode in ('bicubic', 'bilinear'):  # the quick plan's other resize modes
-        for stage in ('seg', 'resolution'):
-            run = dict(kept[f'{stage}/gfnet_h_ti-pretrained-spatial'])
-            if stage == 'seg':
-                run['filter_resize'] = mode
-            kept[f'{stage}/gfnet_h_ti-pretrained-{mode}'] = run
+def test_plan_full_budget_names_and_order(tmp_path):
+    names = [n for n, _ in _ground(tmp_path, proving_ground.FULL).plan(proving_ground.STAGES)]
+    # each classifier just before its model's first dense run; seed 0 of everything first
+    assert names[:16] == [
+        'baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
+        'seg/gfnet_h_ti-bilinear-s0', 'seg/gfnet_h_ti-spatial-s0', 'pretrain/resnet18-s0',
+        'seg/resnet18-s0', 'pretrain/convnext_nano-s0', 'seg/convnext_nano-s0',
+        'pretrain/pvt_v2_b1-s0', 'seg/pvt_v2_b1-s0', 'seg/gfnet_h_ti-best-aug-s0',
+        'seg/resnet18-aug-s0', 'seg/convnext_nano-aug-s0', 'seg/pvt_v2_b1-aug-s0',
+        'det/gfnet_h_ti-s0']
+    dense_s0 = [n for n in names if n.endswith('-s0') and not n.startswith('pretrain')]
+    assert len(dense_s0) == 12 and len(names) == 1 + 4 + 3 * 12
+    assert [n for n in names if n.endswith('-s2')][0] == 'seg/gfnet_h_ti-bicubic-s2'
+    some = proving_ground.only_models(proving_ground.FULL, ['gfnet_h_ti', 'resnet18'])
+    names = [n for n, _ in _ground(tmp_path, some).plan(proving_ground.STAGES)]
+    assert [n for n in names if n.endswith('-s0')] == [
+        'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0', 'seg/gfnet_h_ti-bilinear-s0',
+        'seg/gfnet_h_ti-spatial-s0', 'pretrain/resnet18-s0', 'seg/resnet18-s0',
+        'seg/gfnet_h_ti-best-aug-s0', 'seg/resnet18-aug-s0', 'det/gfnet_h_ti-s0',
+        'det/resnet18-s0']
+    quick = [n for n, _ in _ground(tmp_path, proving_ground.QUICK).plan(proving_ground.STAGES)]
+    assert quick == ['baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
+                     'det/gfnet_h_ti-s0']
+
+
+def test_run_keeps_finished_runs_and_best_mode(tmp_path):
+    ground = _ground(tmp_path, proving_ground.FULL)
     (tmp_path / 'runs').mkdir()
-    for name, result in kept.items():
-        (tmp_path / 'runs' / (name.replace('/', '-') + '.json')).write_text(json.dumps(result))
-    ground = proving_ground.ProvingGround(tmp_path, tmp_path / 'data', proving_ground.QUICK, True)
-    results = ground.run(['resolution'])
-    assert set(results) == {'seg/' + n for n in ground_seg_names(ground)} | \
-        {'resolution/' + n for n in ground_seg_names(ground)}
-    md = proving_report.tables(results, META)
-    assert '### Resolution transfer' in md and 'filters spatial' in md
+    for mode, miou in (('bicubic', 30), ('bilinear', 35), ('spatial', 20)):
+        run = _seg('gfnet_h_ti', mode, False, 0, miou)
+        (tmp_path / 'runs' / f'seg-gfnet_h_ti-{mode}-s0.json').write_text(json.dumps(run))
+    assert ground.best_mode() == 'bilinear'
+    calls = []
+    ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s0', lambda: calls.append(1)),
+                                  ('det/x-s0', lambda: dict(model='x', seed=0))]
+    results = ground.run(['seg', 'det'])
+    assert calls == [] and results['det/x-s0']['model'] == 'x'
+    assert 'seconds' in json.loads((tmp_path / 'runs' / 'det-x-s0.json').read_text())
+    assert set(ground.finished()) == {'seg/gfnet_h_ti-bicubic-s0', 'seg/gfnet_h_ti-bilinear-s0',
+                                      'seg/gfnet_h_ti-spatial-s0', 'det/x-s0'}
 
 
-def ground_seg_names(ground):
-    return [proving_ground._seg_name(*run) for run in ground.seg_runs()]
-
-
-# read_scalars ----------------------------------------------------------------------------
-
-def _scalars(work, stamp, rows):
-    folder = work / stamp / 'vis_data'
-    folder.mkdir(parents=True)
-    (folder / 'scalars.json').write_text(''.join(json.dumps(r) + '\n' for r in rows))
-
-
-def test_read_scalars_merges_resumed_runs(tmp_path):
-    work = tmp_path / 'seg' / 'run'
-    _scalars(work, '20240101_000000', [
-        dict(lr=1e-4, data_time=0.1, loss=3.0, **{'decode.loss_ce': 3.0}, time=1.0, iter=10,
-             memory=0, step=10),
-        dict(lr=2e-4, data_time=0.1, loss=2.5, time=1.0, iter=20, step=20),
-        dict(aAcc=60.0, mIoU=10.0, mAcc=15.0, data_time=0.01, time=0.1, step=20),
-        dict(lr=2e-4, loss=2.2, step=30),  # logged before the interruption, redone
-    ])
-    _scalars(work, '20240101_010000', [
-        dict(lr=2e-4, loss=2.0, step=30),
-        dict(lr=1e-4, loss=1.5, step=40),
-        dict(aAcc=70.0, mIoU=20.5, mAcc=25.0, data_time=0.01, time=0.1, step=40),
-    ])
-    (work / 'iter_40.pth').write_bytes(b'')
-    (work / '20240101_020000').mkdir()  # a run that stopped before logging anything
-    out = proving_report.read_scalars(work)
-    assert out['loss'] == [[10, 3.0], [20, 2.5], [30, 2.0], [40, 1.5]]
-    assert out['metrics']['mIoU'] == 20.5 and out['metrics']['aAcc'] == 70.0
-    assert 'step' not in out['metrics']
-    json.dumps(out)
-
-
-def test_read_scalars_detection_metrics(tmp_path):
-    _scalars(tmp_path, '20240101_000000', [
-        dict(loss=1.5, loss_cls=1.0, loss_bbox=0.5, step=10),
-        {'coco/bbox_mAP': 0.12, 'coco/bbox_mAP_50': 0.4, 'coco/bbox_mAP_75': 0.1,
-         'data_time': 0.1, 'time': 0.5, 'step': 12},
-    ])
-    out = proving_report.read_scalars(tmp_path)
-    assert out['loss'] == [[10, 1.5]]
-    assert out['metrics']['coco/bbox_mAP'] == 0.12 and out['metrics']['coco/bbox_mAP_50'] == 0.4
-
-
-def test_read_scalars_without_metrics(tmp_path):
-    with pytest.raises(RuntimeError, match='no validation in'):
-        proving_report.read_scalars(tmp_path)
-    _scalars(tmp_path, '20240101_000000', [dict(loss=1.5, step=10), dict(loss=1.2, step=20)])
-    with pytest.raises(RuntimeError, match=str(tmp_path)):
-        proving_report.read_scalars(tmp_path)
-
-
-# pretrain_loss_curve ---------------------------------------------------------------------
-
-def test_pretrain_loss_curve(tmp_path):
-    log = tmp_path / 'log.txt'
-    log.write_text(
-        '2024-01-01 00:00:00 INFO model gfnet_h_ti: 6.9M parameters\n'
-        '2024-01-01 00:00:10 INFO epoch 0 [20/40] loss 2.3026 lr 2.000e-03 100.0 images/s\n'
-        '2024-01-01 00:00:20 INFO epoch 0 [40/40] loss 1.8000 lr 1.900e-03 101.5 images/s\n'
-        '2024-01-01 00:00:30 INFO epoch 0: {"top1": 60.0, "top5": 95.0, "epoch": 0}\n'
-        '2024-01-01 00:00:40 INFO epoch 1 [20/40] loss 1.2345 lr 1.000e-03 100.0 images/s\n'
-        # a resumed run logs epoch 1 again: the later value wins
-        '2024-01-01 01:00:00 INFO resumed from checkpoint.pth: continuing at epoch 1\n'
-        '2024-01-01 01:00:10 INFO epoch 1 [20/40] loss 1.2000 lr 1.000e-03 99.0 images/s\n'
-        '2024-01-01 01:00:20 INFO epoch 1 [40/40] loss 0.9876 lr 1.000e-05 99.0 images/s\n'
-        '2024-01-01 01:00:30 INFO epoch 10 [7/40] loss 0.5000 lr 1.000e-05 99.0 images/s\n')
-    assert proving_report.pretrain_loss_curve(log) == [
-        [20, 2.3026], [40, 1.8], [60, 1.2], [80, 0.9876], [407, 0.5]]
-
-
-def test_pretrain_loss_curve_empty(tmp_path):
-    log = tmp_path / 'log.txt'
-    log.write_text('no training lines\n')
-    assert proving_report.pretrain_loss_curve(log) == []
-
-
-def test_pretrain_loss_curve_matches_the_pretrain_log_format():
-    """The regular expression reads the line tools/pretrain.py writes."""
-    import re
-    source = open(osp.join(ROOT, 'tools', 'pretrain.py')).read()
-    line = r"f'epoch \{epoch\} \[\{step \+ 1\}/\{num_steps\}\] loss \{loss\.item\(\):\.4f\} '"
-    assert re.search(line, source), 'the pretrain log line changed: update pretrain_loss_curve'
+def test_a_missing_classifier_names_its_stage(tmp_path):
+    with pytest.raises(RuntimeError, match='pretrain/resnet18-s0 has not run yet'):
+        _ground(tmp_path, proving_ground.QUICK).classifier_checkpoint('resnet18')

@@ -1,0 +1,124 @@
+"""tools/scene_study.py, the proving ground's engine, on toy data: cached scenes, training
+crops, and a training that resumes exactly where it stopped."""
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+
+import scene_study as E  # noqa: E402
+from gfnet_dense.datasets import fmnist_scenes as S  # noqa: E402
+
+
+def fake_fashion(split):
+    """Fashion-MNIST-shaped garments: bright blobs, class k a k-pixel-wide stripe pattern."""
+    rng = np.random.default_rng(0 if split == 'train' else 1)
+    labels = rng.integers(0, 10, 50)
+    images = np.zeros((50, 28, 28), np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 4:24, 6:22] = 120 + 10 * k
+        images[i, 4:24:2, 6:22] += 60
+    return images, labels
+
+
+SPEC = S.SceneSpec(canvas_hw=(48, 64), object_px=(12, 16), count=(2, 4), count_area=48 * 64)
+
+
+def test_scene_arrays_are_cached_without_pickle(tmp_path):
+    a = E.scene_arrays(SPEC, 'train', 5, tmp_path, fake_fashion)
+    files = list(tmp_path.glob('*.npz'))
+    assert len(files) == 1
+    with np.load(files[0], allow_pickle=False) as z:  # plain arrays only
+        assert {z[k].dtype.kind for k in z.files} <= {'u', 'i', 'f'}
+    b = E.scene_arrays(SPEC, 'train', 5, tmp_path, fake_fashion)
+    assert a['images'].shape == (5, 48, 64) and a['masks'].dtype == np.uint8
+    scenes = S.make_split(SPEC, 'train', 5, fake_fashion)
+    for i, s in enumerate(scenes):
+        np.testing.assert_array_equal(b['images'][i], s.image)
+        np.testing.assert_array_equal(b['boxes'][i], s.boxes)
+        np.testing.assert_array_equal(b['box_labels'][i], s.box_labels)
+    E.scene_arrays(SPEC, 'val', 5, tmp_path, fake_fashion)
+    assert len(list(tmp_path.glob('*.npz'))) == 2
+
+
+def test_scaled_spec_keeps_coverage():
+    big = E.scaled_spec(SPEC, 2.0, (128, 96))
+    assert big.canvas_hw == (128, 96) and big.object_px == (24, 32)
+    assert big.count_area == 4 * SPEC.count_area and big.count == SPEC.count
+
+
+def test_training_batch_crops_flips_and_resizes():
+    rng = np.random.default_rng(5)  # random pixels: every window is unique
+    images = rng.integers(0, 256, (2, 32, 32)).astype(np.uint8)
+    masks = rng.integers(0, 11, (2, 32, 32)).astype(np.uint8)
+    x, y = E.training_batch(images, masks, np.random.default_rng(0), 6, 16, None)
+    assert x.shape == (6, 1, 16, 16) and y.shape == (6, 16, 16) and y.dtype == torch.int64
+    # each crop is a window of one scene, maybe flipped: labels and pixels move together
+    pixels = x[:, 0] * E.STD + E.MEAN
+    for p, lab in zip(pixels, y):
+        found = False
+        for j in range(2):
+            for img, m in ((images[j], masks[j]), (images[j][:, ::-1], masks[j][:, ::-1])):
+                for r in range(17):
+                    for c in range(17):
+                        if np.allclose(img[r:r + 16, c:c + 16], p.numpy(), atol=1e-3):
+                            assert np.array_equal(m[r:r + 16, c:c + 16], lab.numpy())
+                            found = True
+        assert found
+    # random resize to as little as half: smaller than the crop is padded with ignore
+    x, y = E.training_batch(images, masks, np.random.default_rng(1), 8, 24, (0.5, 0.6))
+    assert x.shape == (8, 1, 24, 24) and (y == 255).any()
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def loss(self, rng):
+        x = torch.from_numpy(rng.standard_normal((4, 3))).float()
+        # dropout draws from torch's generator: reseeded per iteration by train_dense
+        return dict(loss_a=torch.nn.functional.dropout(self.fc(x), 0.5).pow(2).mean(),
+                    loss_b=[self.fc.weight.sum() * 0.0, self.fc.bias.abs().sum()],
+                    acc=torch.ones(()))
+
+
+def _train(work, fail_at=None):
+    torch.manual_seed(0)
+    model, calls = _Toy(), []
+
+    def loss_of_batch(rng):
+        calls.append(1)
+        if fail_at is not None and len(calls) == fail_at:
+            raise KeyboardInterrupt  # killed mid-run
+        return model.loss(rng)
+    recipe = E.DenseRecipe(iters=7, warmup=2, checkpoint_every=3, lr=0.05)
+    curve = E.train_dense(model, loss_of_batch, recipe, seed=3, work=work, log=lambda *_: None)
+    return model, curve, len(calls)
+
+
+def test_a_killed_training_resumes_exactly(tmp_path):
+    plain, curve, _ = _train(tmp_path / 'plain')
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / 'killed', fail_at=5)  # after the checkpoint at iteration 3
+    resumed, curve2, calls = _train(tmp_path / 'killed')
+    assert calls == 4  # iterations 4..7 only
+    assert curve2 == curve
+    for a, b in zip(plain.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    # a finished training is not redone: the final state holds the weights
+    again, curve3, calls = _train(tmp_path / 'killed')
+    assert calls == 0 and curve3 == curve
+    assert torch.equal(again.fc.weight, plain.fc.weight)
+
+
+def test_a_non_finite_loss_stops_the_run(tmp_path):
+    model = _Toy()
+    recipe = E.DenseRecipe(iters=3, warmup=1)
+    with pytest.raises(FloatingPointError, match='loss nan at iteration 0'):
+        E.train_dense(model, lambda rng: dict(loss=model.fc.weight.sum() * float('nan')),
+                      recipe, seed=0, work=tmp_path, log=lambda *_: None, name='toy')
