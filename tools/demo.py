@@ -20,6 +20,8 @@ import numpy as np
 from mmengine.config import Config
 from PIL import Image
 
+from gfnet_dense.datasets.baselines import nearest_image_labels, seg_metrics
+
 # sibling tools: tools/ is on sys.path when this runs as python tools/demo.py
 import image_demo
 import train
@@ -43,7 +45,7 @@ def train_options(data_root, iters):
 
 
 def evaluate(model, data_root):
-    """Predictions of the val slices and the confusion matrix (rows: truth)."""
+    """(name, image, truth, prediction) of every val slice, sorted by name."""
     from mmseg.apis import inference_model
     images = sorted(glob.glob(osp.join(data_root, 'img_dir', 'val', '*.png')))
     slices = []
@@ -51,59 +53,43 @@ def evaluate(model, data_root):
         truth = np.array(Image.open(path.replace('img_dir', 'ann_dir')))
         pred = inference_model(model, path).pred_sem_seg.data[0].numpy()
         slices.append((osp.basename(path)[:-4], np.array(Image.open(path)), truth, pred))
-    confusion = confusion_of([s[2] for s in slices], [s[3] for s in slices],
-                             len(model.dataset_meta['classes']))
-    return confusion, slices
-
-
-def confusion_of(truths, preds, n):
-    """(n, n) int64 pixel counts, rows: truth."""
-    out = np.zeros((n, n), np.int64)
-    for truth, pred in zip(truths, preds):
-        out += np.bincount(n * truth.ravel().astype(np.int64) + pred.ravel(),
-                           minlength=n * n).reshape(n, n)
-    return out
+    return slices
 
 
 def nearest_slice_baseline(data_root, slices, n):
     """Label copy from the training slice nearest to each validation slice (L2 on pixels
-    at 128x128): (mIoU, pixel accuracy) over the validation slices."""
-    from gfnet_dense.datasets.baselines import nearest_image_labels
+    at 128x128), scored as the model is (``seg_metrics``)."""
     paths = sorted(glob.glob(osp.join(data_root, 'img_dir', 'train', '*.png')))
     train_images = np.stack([np.array(Image.open(p).convert('L')) for p in paths])
     train_masks = np.stack([np.array(Image.open(p.replace('img_dir', 'ann_dir'))) for p in paths])
     query = np.stack([np.array(Image.fromarray(image).convert('L')) for _, image, _, _ in slices])
     copied, _ = nearest_image_labels(train_images, train_masks, query, side=128)
-    return _miou_acc(confusion_of([truth for _, _, truth, _ in slices], copied, n))
+    return seg_metrics(copied, [truth for _, _, truth, _ in slices], n)
 
 
-def _miou_acc(confusion):
-    hit = np.diag(confusion)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        iou = hit / (confusion.sum(0) + confusion.sum(1) - hit)
-    return iou, hit.sum() / confusion.sum()
-
-
-def report(confusion, classes, nearest=None):
-    """Print mIoU, per-class IoU, pixel accuracy and the baselines: all background and,
-    when given, ``nearest`` = (mIoU, pixel accuracy) of the nearest-slice label copy."""
-    iou, acc = _miou_acc(confusion)
-    share = confusion.sum(1) / confusion.sum()
-    miou = np.nanmean(iou)
-    print(f'\nvalidation, {int(confusion.sum())} pixels of {len(classes)} classes\n'
+def report(slices, classes, nearest=None):
+    """Print mIoU, per-class IoU, pixel accuracy of the (name, image, truth, prediction)
+    ``slices`` and the baselines: all background and, when given, ``nearest`` (the
+    nearest-slice label copy's ``seg_metrics``)."""
+    truths = [truth for _, _, truth, _ in slices]
+    metrics = seg_metrics([pred for *_, pred in slices], truths, len(classes))
+    counts = sum(np.bincount(t.ravel(), minlength=len(classes)) for t in truths)
+    share = counts / counts.sum()
+    print(f'\nvalidation, {int(counts.sum())} pixels of {len(classes)} classes\n'
           f'{"class":<18}{"IoU %":>7}{"pixels %":>10}')
-    for name, value, part in zip(classes, iou, share):
+    for name, value, part in zip(classes, metrics['IoU'], share):
         print(f'{name:<18}{100 * value:7.1f}{100 * part:10.1f}')
-    print(f'mIoU {100 * miou:.1f}%, pixel accuracy {100 * acc:.1f}%; all-background '
+    miou = metrics['mIoU']
+    print(f'mIoU {100 * miou:.1f}%, pixel accuracy {100 * metrics["aAcc"]:.1f}%; all-background '
           f'baseline: mIoU {100 * share[0] / len(classes):.1f}%, pixel accuracy '
           f'{100 * share[0]:.1f}%')
-    out = dict(mIoU=miou, aAcc=acc, IoU=dict(zip(classes, iou.tolist())))
+    out = dict(mIoU=miou, aAcc=metrics['aAcc'], IoU=dict(zip(classes, metrics['IoU'].tolist())))
     if nearest is not None:
-        print(f'nearest training slice (label copy, no learning): mIoU {100 * nearest[0]:.1f}%, '
-              f'pixel accuracy {100 * nearest[1]:.1f}%; the model '
-              f'{"beats" if miou > nearest[0] else "is below"} it by '
-              f'{100 * abs(miou - nearest[0]):.1f} mIoU points')
-        out.update(nearest_mIoU=nearest[0], nearest_aAcc=nearest[1])
+        print(f'nearest training slice (label copy, no learning): mIoU '
+              f'{100 * nearest["mIoU"]:.1f}%, pixel accuracy {100 * nearest["aAcc"]:.1f}%; '
+              f'the model {"beats" if miou > nearest["mIoU"] else "is below"} it by '
+              f'{100 * abs(miou - nearest["mIoU"]):.1f} mIoU points')
+        out.update(nearest_mIoU=nearest['mIoU'], nearest_aAcc=nearest['aAcc'])
     return out
 
 
@@ -154,15 +140,15 @@ def main(argv=None):
 
     from mmseg.apis import init_model
     model = image_demo.build(init_model, Config.fromfile(CONFIG), checkpoint, 'cpu')
-    confusion, slices = evaluate(model, args.data_root)
+    slices = evaluate(model, args.data_root)
     classes = model.dataset_meta['classes']
-    iou, nearest_acc = nearest_slice_baseline(args.data_root, slices, len(classes))
-    metrics = report(confusion, classes, (np.nanmean(iou), nearest_acc))
+    metrics = report(slices, classes, nearest_slice_baseline(args.data_root, slices,
+                                                             len(classes)))
     iters = args.iters or Config.fromfile(CONFIG).train_cfg.max_iters
     out = osp.join(args.work_dir, 'demo.png')
     draw([slices[int(len(slices) * f)] for f in FIGURE_AT], model.dataset_meta,
          f'Semantic FPN + GFNet-H-Ti, {iters} iterations from scratch: validation mIoU '
-         f'{100 * metrics["mIoU"]:.1f}% over {len(confusion)} classes', out)
+         f'{100 * metrics["mIoU"]:.1f}% over {len(classes)} classes', out)
     print(f'demo done: checkpoint {checkpoint}, figure {out}')
     return metrics
 

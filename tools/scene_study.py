@@ -55,6 +55,29 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)  # a run killed while saving keeps the previous file
 
 
+def load_state(path: Path, model: torch.nn.Module,
+               opt: Optional[torch.optim.Optimizer]) -> Optional[dict]:
+    """Restore ``model`` (and ``opt`` where the state has one) from the training state at
+    ``path``, read by the checked loader; the state dict, or None when there is none."""
+    if not path.exists():
+        return None
+    state = read_checkpoint(str(path))
+    model.load_state_dict(state['model'])
+    if opt is not None and 'optimizer' in state:
+        opt.load_state_dict(state['optimizer'])
+    return state
+
+
+def save_state(path: Path, model: torch.nn.Module, opt: Optional[torch.optim.Optimizer],
+               **progress) -> None:
+    """The training state a rerun resumes from: weights, optimizer (None: weights only,
+    a finished training) and ``progress`` (plain numbers and lists)."""
+    state = dict(model=model.state_dict(), **progress)
+    if opt is not None:
+        state['optimizer'] = opt.state_dict()
+    save_atomic(state, path)
+
+
 # ------------------------------------------------------------------------------- scenes
 
 def scene_arrays(spec: S.SceneSpec, split: str, num: int, cache: Path,
@@ -179,13 +202,11 @@ def pretrain(model_name: str, seed: int, recipe: PretrainRecipe, work: Path,
     total, warmup = recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch
     history, start = [], 0
     state_path = work / 'state.pth'
-    if state_path.exists():
-        state = read_checkpoint(str(state_path))
+    state = load_state(state_path, model, opt)
+    if state is not None:
         if state.get('recipe', dataclasses.asdict(recipe)) != dataclasses.asdict(recipe):
             raise RuntimeError(f'{state_path} was trained with {state["recipe"]}, not '
                                f'{dataclasses.asdict(recipe)}: use another --out')
-        model.load_state_dict(state['model'])
-        opt.load_state_dict(state['optimizer'])
         history, start = state['history'], int(state['epoch'])
         log(f'  resumed {model_name} seed {seed} after epoch {start}')
     for epoch in range(start, recipe.epochs):
@@ -213,9 +234,8 @@ def pretrain(model_name: str, seed: int, recipe: PretrainRecipe, work: Path,
         log(f'  {model_name} seed {seed} epoch {epoch + 1}/{recipe.epochs}: loss '
             f'{history[-1]["loss"]:.3f}, test top-1 {100 * top1:.2f}% '
             f'({history[-1]["seconds"]:.0f} s)')
-        save_atomic(dict(model=model.state_dict(), optimizer=opt.state_dict(),
-                         epoch=epoch + 1, history=history, recipe=dataclasses.asdict(recipe)),
-                    state_path)
+        save_state(state_path, model, opt, epoch=epoch + 1, history=history,
+                   recipe=dataclasses.asdict(recipe))
     save_atomic(model.state_dict(), work / 'classifier.pth')
     return dict(model=model_name, seed=seed, checkpoint=str(work / 'classifier.pth'),
                 top1=history[-1]['top1'], history=history, params_m=_params_m(model),
@@ -371,11 +391,8 @@ def train_dense(model: torch.nn.Module, loss_of_batch: Callable[[np.random.Gener
     work.mkdir(parents=True, exist_ok=True)
     curve, start = [], 0
     state_path = work / 'state.pth'
-    if state_path.exists():
-        state = read_checkpoint(str(state_path))
-        model.load_state_dict(state['model'])
-        if 'optimizer' in state:
-            opt.load_state_dict(state['optimizer'])
+    state = load_state(state_path, model, opt)
+    if state is not None:
         curve, start = [tuple(c) for c in state['curve']], int(state['iter'])
         running = [float(v) for v in state.get('running', [])]
         log(f'  resumed {name} at iteration {start}')
@@ -388,9 +405,7 @@ def train_dense(model: torch.nn.Module, loss_of_batch: Callable[[np.random.Gener
             g['lr'] = _lr(recipe, it) * g['lr_mult']
         torch.manual_seed(seed * 1_000_003 + it)
         losses = loss_of_batch(np.random.default_rng([seed, it]))
-        # MMSeg returns one tensor per loss, MMDet a list per pyramid level
-        loss = sum(sum(v) if isinstance(v, (list, tuple)) else v
-                   for k, v in losses.items() if 'loss' in k)
+        loss, _ = model.parse_losses(losses)  # MMEngine's sum of the '*loss*' entries
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -402,15 +417,13 @@ def train_dense(model: torch.nn.Module, loss_of_batch: Callable[[np.random.Gener
             curve.append((it + 1, float(np.mean(running))))
             running = []
         if (it + 1) % recipe.checkpoint_every == 0 and it + 1 < recipe.iters:
-            save_atomic(dict(model=model.state_dict(), optimizer=opt.state_dict(),
-                             iter=it + 1, curve=[list(c) for c in curve], running=running),
-                        state_path)
+            save_state(state_path, model, opt, iter=it + 1, curve=[list(c) for c in curve],
+                       running=running)
             recent = running or [curve[-1][1]]
             log(f'  {name} iteration {it + 1}/{recipe.iters}: loss {np.mean(recent):.3f} '
                 f'({time.time() - started:.0f} s)')
     if start < recipe.iters:
-        save_atomic(dict(model=model.state_dict(), iter=recipe.iters,
-                         curve=[list(c) for c in curve]), state_path)
+        save_state(state_path, model, None, iter=recipe.iters, curve=[list(c) for c in curve])
     return curve
 
 

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from mmengine.model import BaseModel
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
@@ -74,10 +75,15 @@ def test_training_batch_crops_flips_and_resizes():
     assert x.shape == (8, 1, 24, 24) and (y == 255).any()
 
 
-class _Toy(torch.nn.Module):
+class _Toy(BaseModel):
+    """A model with MMEngine's ``parse_losses``, as MMSeg's and MMDet's models have."""
+
     def __init__(self):
         super().__init__()
         self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
 
     def loss(self, rng):
         x = torch.from_numpy(rng.standard_normal((4, 3))).float()
