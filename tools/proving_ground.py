@@ -31,6 +31,7 @@ Runs are deterministic for a given ``--threads``.
 """
 import argparse
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -159,8 +160,9 @@ class ProvingGround:
         return {k: dict(top1=100 * B.top1(v, yv)) for k, v in out.items()}
 
     def pretrain(self, model: str, seed: int) -> dict:
-        return E.pretrain(model, seed, self.budget.pretrain,
-                          self.out / 'pretrain' / f'{model}-s{seed}', self.log)
+        return dict(E.pretrain(model, seed, self.budget.pretrain,
+                               self.out / 'pretrain' / f'{model}-s{seed}', self.log),
+                    gflops_32=model_gflops('pretrain', model, None))
 
     def classifier_checkpoint(self, model: str) -> str:
         return self.result(f'pretrain/{model}-s0')['checkpoint']
@@ -196,8 +198,9 @@ class ProvingGround:
                             E.NUM_CLASSES - 1)
         self.log(f'    det {name}: mAP@50 {100 * scores["bbox_mAP_50"]:.2f}')
         return dict(model=model, filter_resize=mode, seed=seed, work=name, curve=curve,
-                    iters=self.budget.det.iters,
-                    params_m=E._params_m(net), **{k: 100 * v for k, v in scores.items()},
+                    iters=self.budget.det.iters, params_m=E._params_m(net),
+                    gflops_128=model_gflops('det', model, mode),
+                    **{k: 100 * v for k, v in scores.items()},
                     detections_per_image=float(np.mean([len(d[0]) for d in dets])))
 
     # plan ------------------------------------------------------------------
@@ -273,11 +276,16 @@ class ProvingGround:
         return results
 
     def finished(self) -> Dict[str, dict]:
-        """Every run kept in DIR/runs, by name."""
+        """Every run kept in DIR/runs, by name; pretraining and detection runs that did not
+        store their FLOPs get them counted on a fresh model."""
         out = {}
         for path in sorted((self.out / 'runs').glob('*.json')):
             stage, _, rest = path.stem.partition('-')
-            out[stage if not rest else f'{stage}/{rest}'] = json.loads(path.read_text())
+            r = out[stage if not rest else f'{stage}/{rest}'] = json.loads(path.read_text())
+            if stage == 'pretrain' and 'gflops_32' not in r:
+                r['gflops_32'] = model_gflops('pretrain', r['model'], None)
+            elif stage == 'det' and 'gflops_128' not in r:
+                r['gflops_128'] = model_gflops('det', r['model'], r['filter_resize'])
         return out
 
 
@@ -293,6 +301,15 @@ def only_models(budget: Budget, models: Optional[Sequence[str]]) -> Budget:
 
 def seg_name(model: str, mode: Optional[str], aug: bool, seed: int) -> str:
     return (f'{model}-{mode}' if model == GFNET else model) + ('-aug' if aug else '') + f'-s{seed}'
+
+
+@functools.lru_cache(maxsize=None)
+def model_gflops(stage: str, model: str, mode: Optional[str]) -> float:
+    """GFLOPs of a fresh classifier at 32x32 (``stage='pretrain'``) or RetinaNet at
+    128x128 (``'det'``)."""
+    if stage == 'pretrain':
+        return _gflops(E.classifier(model), E.PRETRAIN_SIZE)
+    return _gflops(E.detector(model, None, mode), TRAIN_SPEC.canvas_hw[0])
 
 
 def _gflops(net, side: int) -> float:

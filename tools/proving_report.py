@@ -91,7 +91,7 @@ def summarise(results: Dict[str, dict]) -> dict:
     for cfg, runs in group(results, 'pretrain/').items():
         out['pretrain'][cfg] = dict(label=DISPLAY.get(runs[0]['model']), top1=spread(
             [r['top1'] for r in runs]), params_m=runs[0]['params_m'],
-            epochs=len(runs[0]['history']))
+            gflops_32=runs[0].get('gflops_32', '-'), epochs=len(runs[0]['history']))
     for cfg, runs in group(results, 'seg/').items():
         r0 = runs[0]
         info = dict(label=label(r0), params_m=r0['params_m'], gflops_64=r0['gflops_64'],
@@ -105,7 +105,7 @@ def summarise(results: Dict[str, dict]) -> dict:
                                  scale={k: seg_summary(runs, 'scale', k) for k in r0['scale']})
     for cfg, runs in group(results, 'det/').items():
         out['det'][cfg] = dict(label=label(runs[0]), params_m=runs[0]['params_m'],
-                               iters=runs[0]['iters'], seeds=sorted(r['seed'] for r in runs),
+                               gflops_128=runs[0].get('gflops_128', '-'), iters=runs[0]['iters'], seeds=sorted(r['seed'] for r in runs),
                                mAP50=spread([r['bbox_mAP_50'] for r in runs]),
                                mAP=spread([r['bbox_mAP'] for r in runs]))
     if base:
@@ -134,11 +134,11 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
     if base:
         cls = base['cls']
         lines += ['### Pretraining: Fashion-MNIST, 10 classes, 32x32, test set (10,000 images)', '']
-        rows = [(n, '-', '-', f'{v["top1"]:.2f}', '-') for n, v in cls.items()]
-        rows += [(p['label'], p['params_m'], p['epochs'], cell(p['top1']), f'{p["margin"]:+.2f}')
-                 for p in summ['pretrain'].values()]
-        lines += _table(('model', 'params (M)', 'epochs', 'top-1 %', 'margin over logistic '
-                         'regression'), rows)
+        rows = [(n, '-', '-', '-', f'{v["top1"]:.2f}', '-') for n, v in cls.items()]
+        rows += [(p['label'], p['params_m'], p['gflops_32'], p['epochs'], cell(p['top1']),
+                  f'{p["margin"]:+.2f}') for p in summ['pretrain'].values()]
+        lines += _table(('model', 'params (M)', 'GFLOPs at 32x32', 'epochs', 'top-1 %',
+                         'margin over logistic regression'), rows)
     for study, title, keys_of in (
             ('canvas', 'Canvas study: mIoU on canvases of other sizes, garments at their '
              'training size (trained on 64x64 crops)', lambda c: list(c['whole'])),
@@ -173,13 +173,13 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
         rows = []
         if base:
             b = base['det']['box prior']
-            rows.append(['box prior', '-', '-', '-', f'{b["bbox_mAP_50"]:.2f}',
+            rows.append(['box prior', '-', '-', '-', '-', f'{b["bbox_mAP_50"]:.2f}',
                          f'{b["bbox_mAP"]:.2f}', '-'])
-        rows += [[d['label'], d['params_m'], d['iters'], len(d['seeds']), cell(d['mAP50']),
-                  cell(d['mAP']), f'{d.get("margin", float("nan")):+.2f}']
+        rows += [[d['label'], d['params_m'], d['gflops_128'], d['iters'], len(d['seeds']),
+                  cell(d['mAP50']), cell(d['mAP']), f'{d.get("margin", float("nan")):+.2f}']
                  for d in summ['det'].values()]
-        lines += _table(('model', 'params (M)', 'iterations', 'seeds', 'mAP@50', 'mAP',
-                         'margin (mAP@50)'), rows)
+        lines += _table(('model', 'params (M)', 'GFLOPs at 128x128', 'iterations', 'seeds',
+                         'mAP@50', 'mAP', 'margin (mAP@50)'), rows)
     lines += findings(summ)
     return '\n'.join(lines)
 

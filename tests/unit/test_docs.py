@@ -31,7 +31,7 @@ FENCE = re.compile(r'^ {0,3}(```|~~~)')
 LINK = re.compile(r'!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)')
 PATH = re.compile(r'(?<![\w/.$~-])((?:tools|configs|gfnet_dense|tests|requirements)/'
                   r'[\w./*{},-]*[\w*}/])')
-CONFIG_NAME = re.compile(r'`((?:demo/|proving_ground/)?[\w{},]+_(?:ade20k|coco)(?:_demo)?\.py'
+CONFIG_NAME = re.compile(r'`((?:demo/)?[\w{},]+_(?:ade20k|coco)(?:_demo)?\.py'
                          r'|(?:demo|proving_ground)/[\w*{},]+\.py)`')
 TOOL_COMMAND = re.compile(r'(?:^|[\s`(])(?:[\w./-]*/)?python3?\s+(tools/[\w-]+\.py)\b')
 MAKE = re.compile(r'(?:^|`)make ([a-z][\w-]*)', re.M)

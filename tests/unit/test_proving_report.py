@@ -37,6 +37,7 @@ def _results(seeds=(0, 1, 2)):
         cls={'nearest class centroid': dict(top1=67.6), 'logistic regression': dict(top1=83.6)})}
     for model, top1 in (('gfnet_h_ti', 89.0), ('resnet18', 90.5)):
         results[f'pretrain/{model}-s0'] = dict(model=model, seed=0, top1=top1, params_m=12.5,
+                                               gflops_32=0.04,
                                                history=[dict(epoch=1), dict(epoch=2)])
     for seed in seeds:
         results[f'seg/gfnet_h_ti-bicubic-s{seed}'] = _seg('gfnet_h_ti', 'bicubic', False, seed, 30)
@@ -44,7 +45,8 @@ def _results(seeds=(0, 1, 2)):
         results[f'seg/resnet18-aug-s{seed}'] = _seg('resnet18', None, True, seed, 31)
         results[f'det/gfnet_h_ti-s{seed}'] = dict(model='gfnet_h_ti', filter_resize='bicubic',
                                                   seed=seed, curve=[[25, 1.0]], iters=50,
-                                                  params_m=12.0, bbox_mAP_50=20.0 + seed,
+                                                  params_m=12.0, gflops_128=0.8,
+                                                  bbox_mAP_50=20.0 + seed,
                                                   bbox_mAP=10.0 + seed)
     return results
 
@@ -77,9 +79,9 @@ def test_spread_and_calls():
 def test_tables_carry_baselines_spread_and_margins():
     md = proving_report.tables(_results(), META)
     pre = _rows(md, 'Pretraining')
-    assert pre[:2] == [['nearest class centroid', '-', '-', '67.60', '-'],
-                       ['logistic regression', '-', '-', '83.60', '-']]
-    assert pre[2] == ['GFNet-H-Ti', '12.5', '2', '89.00', '+5.40']
+    assert pre[:2] == [['nearest class centroid', '-', '-', '-', '67.60', '-'],
+                       ['logistic regression', '-', '-', '-', '83.60', '-']]
+    assert pre[2] == ['GFNet-H-Ti', '12.5', '0.04', '2', '89.00', '+5.40']
 
     whole = _rows(md, 'Canvas study: mIoU on canvases of other sizes, garments at their '
                       'training size (trained on 64x64 crops), whole')
@@ -96,8 +98,8 @@ def test_tables_carry_baselines_spread_and_margins():
     assert [r[0] for r in scale][5:] == ['GFNet-H-Ti (bicubic)', 'ResNet-18',
                                          'ResNet-18 + random resize']
     det = _rows(md, 'Detection')
-    assert det[0][:5] == ['box prior', '-', '-', '-', '0.30']
-    assert det[1] == ['GFNet-H-Ti (bicubic)', '12.0', '50', '3', '21.00 (20.00-22.00)',
+    assert det[0][:6] == ['box prior', '-', '-', '-', '-', '0.30']
+    assert det[1] == ['GFNet-H-Ti (bicubic)', '12.0', '0.8', '50', '3', '21.00 (20.00-22.00)',
                       '11.00 (10.00-12.00)', '+20.70']
     calls = '\n'.join(line for line in md.splitlines() if 'vs ResNet-18' in line)
     # GFNet 30-32 against ResNet-18 20-22: apart; against ResNet-18 + resize (scale 30-32
@@ -169,7 +171,7 @@ def test_run_keeps_finished_runs_and_best_mode(tmp_path):
     assert ground.best_mode() == 'bilinear'
     calls = []
     ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s0', lambda: calls.append(1)),
-                                  ('det/x-s0', lambda: dict(model='x', seed=0))]
+                                  ('det/x-s0', lambda: dict(model='x', seed=0, gflops_128=0.1))]
     results = ground.run(['seg', 'det'])
     assert calls == [] and results['det/x-s0']['model'] == 'x'
     assert 'seconds' in json.loads((tmp_path / 'runs' / 'det-x-s0.json').read_text())

@@ -1,18 +1,16 @@
-"""Unit tests of the registry data in gfnet_dense.datasets: the file readers, label maps, splits and
-tilings on small files written here, and the registry fetchers with the
-subprocess calls faked (nothing is downloaded)."""
+"""Unit tests of the registry data in gfnet_dense.datasets: the file readers, label maps and
+splits on small files written here, and the registry fetcher with the subprocess
+calls faked (nothing is downloaded)."""
 import gzip
-import json
 import os.path as osp
 import struct
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gfnet_dense.datasets import RealDataUnavailable, aal, cache_dir, deepforest, fashion_mnist
+from gfnet_dense.datasets import RealDataUnavailable, aal, cache_dir, fashion_mnist
 from gfnet_dense.datasets import packages
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -173,7 +171,7 @@ def test_classes_cover_every_lobe_and_side():
 
 def test_classes_and_palette_match_the_config():
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/proving_ground/_base_/fpn_brain_lobes.py'))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/brain_lobes/_base_/fpn_brain_lobes.py'))
     assert tuple(cfg.classes) == aal.CLASSES
     assert [tuple(c) for c in cfg.palette] == [tuple(c) for c in aal.PALETTE]
     assert cfg.model.decode_head.num_classes == len(aal.CLASSES)
@@ -224,105 +222,6 @@ def test_axial_orientation():
     for r in range(Y):
         for c in range(X):
             assert image[r, c] == volume[c, Y - 1 - r, 1]
-
-
-# DeepForest: VOC boxes, tiles, COCO -------------------------------------------------------
-
-_VOC = """<annotation>
-  <filename>site.png</filename>
-  <size><width>400</width><height>300</height><depth>3</depth></size>
-  <object><name>Tree</name>
-    <bndbox><xmin>10</xmin><ymin>20</ymin><xmax>30</xmax><ymax>45</ymax></bndbox></object>
-  <object><name>Tree</name><difficult>0</difficult>
-    <bndbox><xmin>100.5</xmin><ymin>0</ymin><xmax>140</xmax><ymax>60.25</ymax></bndbox></object>
-</annotation>
-"""
-
-
-def test_read_voc_boxes(tmp_path):
-    path = tmp_path / 'site.xml'
-    path.write_text(_VOC)
-    boxes = deepforest.read_voc_boxes(path)
-    assert boxes.dtype == np.float64 and boxes.shape == (2, 4)
-    assert boxes.tolist() == [[10, 20, 30, 45], [100.5, 0, 140, 60.25]]
-    empty = tmp_path / 'empty.xml'
-    empty.write_text('<annotation><filename>e.png</filename></annotation>')
-    assert deepforest.read_voc_boxes(empty).shape == (0, 4)
-
-
-@pytest.mark.parametrize('length,tile,stride', [(1000, 400, 300), (1200, 400, 400), (401, 400, 300),
-                                                (1650, 400, 300), (999, 100, 37)])
-def test_tile_origins_cover_the_image(length, tile, stride):
-    starts = deepforest.tile_origins(length, tile, stride)
-    assert starts[0] == 0 and starts[-1] == length - tile
-    assert starts == sorted(set(starts))
-    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
-    covered = np.zeros(length, bool)
-    for s in starts:
-        covered[s:s + tile] = True
-    assert covered.all()
-    assert all(0 <= s and s + tile <= length for s in starts)
-
-
-@pytest.mark.parametrize('length', [400, 250, 1])
-def test_tile_origins_single_tile(length):
-    assert deepforest.tile_origins(length, 400, 300) == [0]
-
-
-def test_tile_origins_values():
-    assert deepforest.tile_origins(1000, 400, 300) == [0, 300, 600]
-    assert deepforest.tile_origins(1100, 400, 300) == [0, 300, 600, 700]
-
-
-def test_crop_boxes():
-    boxes = np.array([
-        [110, 120, 150, 170],  # fully inside the tile at (100, 100): kept, shifted
-        [80, 150, 120, 190],  # half inside (x 100-120 of 80-120): kept, clipped
-        [60, 150, 110, 190],  # a fifth inside: dropped
-        [480, 480, 560, 520],  # 20 of 80 wide inside: dropped
-        [450, 100, 520, 140],  # 50 of 70 inside: kept, clipped at 400
-        [600, 600, 650, 650],  # outside: dropped
-        [100, 100, 500, 500],  # the whole tile: kept
-    ], np.float64)
-    kept = deepforest.crop_boxes(boxes, 100, 100, 400)
-    assert kept.tolist() == [[10, 20, 50, 70], [0, 50, 20, 90], [350, 0, 400, 40],
-                             [0, 0, 400, 400]]
-    assert deepforest.crop_boxes(boxes[:0], 0, 0, 400).shape == (0, 4)
-
-
-def test_crop_boxes_min_visible():
-    boxes = np.array([[80, 0, 120, 10]], np.float64)  # 20 of 40 inside the tile at x 100
-    assert len(deepforest.crop_boxes(boxes, 100, 0, 400, min_visible=0.5)) == 1
-    assert len(deepforest.crop_boxes(boxes, 100, 0, 400, min_visible=0.6)) == 0
-
-
-def test_coco_is_valid():
-    images = [('a.png', 400, 400, np.array([[10, 20, 50, 70], [0, 0, 4, 8]], np.float64)),
-              ('b.png', 300, 200, np.zeros((0, 4))),
-              ('c.png', 400, 400, np.array([[1.5, 2.5, 3.5, 6.5]]))]
-    coco = json.loads(json.dumps(deepforest._coco(images)))  # JSON-serialisable
-    assert coco['categories'] == [dict(id=1, name='tree')]
-    assert [i['id'] for i in coco['images']] == [1, 2, 3]
-    assert [(i['file_name'], i['height'], i['width']) for i in coco['images']] == [
-        ('a.png', 400, 400), ('b.png', 300, 200), ('c.png', 400, 400)]
-    anns = coco['annotations']
-    assert len(anns) == 3 and len({a['id'] for a in anns}) == 3
-    assert [a['image_id'] for a in anns] == [1, 1, 3]
-    assert all(a['category_id'] == 1 and a['iscrowd'] == 0 for a in anns)
-    assert [a['bbox'] for a in anns] == [[10, 20, 40, 50], [0, 0, 4, 8], [1.5, 2.5, 2, 4]]
-    for a in anns:
-        assert a['area'] == pytest.approx(a['bbox'][2] * a['bbox'][3])
-    image_ids = {i['id'] for i in coco['images']}
-    assert all(a['image_id'] in image_ids for a in anns)
-
-
-def test_coco_loads_with_pycocotools():
-    from pycocotools import coco as coco_api  # MMDet's dependency: fails, never skips
-    data = deepforest._coco([('a.png', 40, 40, np.array([[1., 2, 11, 22]]))])
-    api = coco_api.COCO()
-    api.dataset = data
-    api.createIndex()
-    assert api.getAnnIds(imgIds=[1]) == [1] and api.loadAnns(1)[0]['bbox'] == [1, 2, 10, 20]
 
 
 # packages: cache and error messages ------------------------------------------------------
@@ -430,73 +329,3 @@ def test_debian_files_package_without_the_folder(cache, monkeypatch):
     monkeypatch.setattr(packages.subprocess, 'run', run)
     with pytest.raises(RealDataUnavailable, match="'some-package' has no /nonexistent/dir"):
         packages.debian_files('some-package', '/nonexistent/dir')
-
-
-def test_wheel_files_without_network(cache, monkeypatch):
-    error = subprocess.CalledProcessError(
-        1, ['pip'], '', 'ERROR: Could not find a version that satisfies the requirement '
-        'nonexistent-pkg==0.0.1\n'
-        'ERROR: No matching distribution found for nonexistent-pkg==0.0.1\n')
-    run = _fail(error)
-    monkeypatch.setattr(packages.subprocess, 'run', run)
-    with pytest.raises(RealDataUnavailable) as info:
-        packages.wheel_files('nonexistent-pkg==0.0.1', 'x/data')
-    message = str(info.value)
-    assert 'wheel nonexistent-pkg==0.0.1 could not be fetched' in message
-    assert 'pip download --no-deps nonexistent-pkg==0.0.1' in message
-    assert 'No matching distribution' in message
-    assert str(cache / 'wheels' / 'nonexistent-pkg-0.0.1') in message
-    assert len(run.calls) == 1 and 'nonexistent-pkg==0.0.1' in run.calls[0]
-
-
-def test_wheel_files_without_pip(cache, monkeypatch):
-    monkeypatch.setattr(packages.subprocess, 'run', _fail(FileNotFoundError))
-    with pytest.raises(RealDataUnavailable, match='nonexistent-pkg==0.0.1'):
-        packages.wheel_files('nonexistent-pkg==0.0.1', 'x/data')
-
-
-def test_wheel_files_cache_hit_runs_nothing(cache, monkeypatch):
-    run = _fail(AssertionError('nothing may run on a cache hit'))
-    monkeypatch.setattr(packages.subprocess, 'run', run)
-    folder = cache / 'wheels' / 'nonexistent-pkg-0.0.1' / 'x' / 'data'
-    folder.mkdir(parents=True)
-    (folder / 'a.csv').write_text('a')
-    assert packages.wheel_files('nonexistent-pkg==0.0.1', 'x/data') == folder
-    assert run.calls == []
-
-
-def _fake_pip_download(members, calls):
-    def run(cmd, cwd=None, **kwargs):
-        calls.append(cmd)
-        target = Path(cmd[cmd.index('-d') + 1])
-        with zipfile.ZipFile(target / 'nonexistent_pkg-0.0.1-py3-none-any.whl', 'w') as z:
-            for name, text in members.items():
-                z.writestr(name, text)
-        return subprocess.CompletedProcess(cmd, 0, '', '')
-    return run
-
-
-def test_wheel_files_unpacks_only_the_folder_and_license(cache, monkeypatch):
-    calls = []
-    monkeypatch.setattr(packages.subprocess, 'run', _fake_pip_download({
-        'x/__init__.py': '', 'x/data/a.csv': 'a,b', 'x/data/sub/b.xml': '<b/>',
-        'x/database.py': '', 'nonexistent_pkg-0.0.1.dist-info/LICENSE': 'MIT',
-        'nonexistent_pkg-0.0.1.dist-info/METADATA': 'Name: nonexistent-pkg'}, calls))
-    folder = packages.wheel_files('nonexistent-pkg==0.0.1', 'x/data')
-    root = cache / 'wheels' / 'nonexistent-pkg-0.0.1'
-    assert folder == root / 'x' / 'data'
-    files = sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.is_file())
-    assert files == ['nonexistent_pkg-0.0.1.dist-info/LICENSE', 'x/data/a.csv',
-                     'x/data/sub/b.xml']
-    assert len(calls) == 1 and calls[0][-1] == 'nonexistent-pkg==0.0.1'
-    assert '--no-deps' in calls[0]
-    assert packages.wheel_files('nonexistent-pkg==0.0.1', 'x/data') == folder
-    assert len(calls) == 1
-
-
-def test_wheel_files_wheel_without_the_folder(cache, monkeypatch):
-    monkeypatch.setattr(packages.subprocess, 'run',
-                        _fake_pip_download({'x/__init__.py': ''}, []))
-    with pytest.raises(RealDataUnavailable, match='x/data'):
-        packages.wheel_files('nonexistent-pkg==0.0.1', 'x/data')
-

@@ -1,8 +1,8 @@
 """MMSeg's and MMDet's own inference APIs on checkpoints our training writes (issue 25).
 
 A fresh process (``python <this file> <folder>``) shrinks the demo segmentor
-(``configs/demo/fpn_gfnet_h_ti_brain_lobes_demo.py``) and the proving ground's
-RetinaNet (``configs/proving_ground/retinanet_gfnet_h_ti_trees.py``) to tiny
+(``configs/demo/fpn_gfnet_h_ti_brain_lobes_demo.py``) and the COCO RetinaNet
+(``configs/retinanet_gfnet_h_ti_fpn_1x_coco.py``, on a tiny COCO-format set) to tiny
 backbones, writes them as config files and trains each for two iterations with
 MMEngine's Runner: genuine ``iter_2.pth`` files, message hub (``HistoryBuffer``s
 of numpy arrays, numpy scalars) and optimizer state included, which torch's
@@ -24,7 +24,8 @@ HERE = osp.dirname(osp.abspath(__file__))
 TESTS = osp.dirname(osp.dirname(HERE))
 ROOT = osp.dirname(TESTS)
 SEG_CONFIG = osp.join(ROOT, 'configs/demo/fpn_gfnet_h_ti_brain_lobes_demo.py')
-DET_CONFIG = osp.join(ROOT, 'configs/proving_ground/retinanet_gfnet_h_ti_trees.py')
+DET_CONFIG = osp.join(ROOT, 'configs/retinanet_gfnet_h_ti_fpn_1x_coco.py')
+DET_CLASSES = ('square', 'triangle')
 SEG_DATA = osp.join(ROOT, 'data/brain_lobes_demo')
 SEG_IMAGE = osp.join(SEG_DATA, 'img_dir/val',
                      sorted(os.listdir(osp.join(SEG_DATA, 'img_dir/val')))[0])
@@ -57,18 +58,24 @@ def _tiny_configs(out: str):
     seg.model.backbone.arch = TINY
     seg.model.neck.update(in_channels=TINY['embed_dims'], out_channels=16)
     seg.model.decode_head.update(in_channels=[16] * 4, channels=16)
-    coco = write_tiny_coco(osp.join(out, 'coco'), num_train=2, num_val=1, classes=('tree',))
+    coco = write_tiny_coco(osp.join(out, 'coco'), num_train=2, num_val=1, classes=DET_CLASSES)
     det = Config.fromfile(DET_CONFIG)
     det.model.backbone.update(arch=TINY, init_cfg=None)
     det.model.neck.update(in_channels=TINY['embed_dims'][1:], out_channels=16)
-    det.model.bbox_head.update(in_channels=16, feat_channels=16, stacked_convs=1)
+    det.model.bbox_head.update(num_classes=len(DET_CLASSES), in_channels=16, feat_channels=16,
+                               stacked_convs=1)
+    det.model.test_cfg.score_thr = 0.0  # two iterations from scratch: keep every box
+    det.param_scheduler = None  # the 1x schedule counts epochs; two iterations need none
+    det.log_processor = dict(by_epoch=False)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         seg[loader].dataset.data_root = SEG_DATA
-        det[loader].dataset.data_root = coco
-        if loader != 'train_dataloader':
-            det[loader].dataset.data_prefix = dict(img='val/')
-            det[loader].dataset.pipeline[1].scale = (128, 128)
-    det.train_dataloader.dataset.data_prefix = dict(img='train/')
+        split = 'train' if loader == 'train_dataloader' else 'val'
+        det[loader].dataset.update(data_root=coco, ann_file=f'annotations/{split}.json',
+                                   data_prefix=dict(img=f'{split}/'),
+                                   metainfo=dict(classes=DET_CLASSES))
+        for step in det[loader].dataset.pipeline:
+            if step['type'] == 'Resize':
+                step['scale'] = (160, 128)  # the config's (1333, 800), shrunk
     paths = dict(seg_config=osp.join(out, 'seg.py'), det_config=osp.join(out, 'det.py'),
                  det_image=osp.join(coco, 'val', 'val_000.jpg'))
     seg.dump(paths['seg_config'])
@@ -240,10 +247,13 @@ def test_mmdet_init_detector_and_inference_detector(paths):
     from mmdet.apis import inference_detector, init_detector
     model = init_detector(paths['det_config'], paths['det_checkpoint'], device='cpu')
     _assert_weights_from(model, paths['det_checkpoint'])
-    assert model.dataset_meta['classes'] == ('tree',)
+    assert model.dataset_meta['classes'] == DET_CLASSES  # not COCO's 80
     result = inference_detector(model, paths['det_image'])
-    boxes = result.pred_instances.bboxes
-    assert boxes.ndim == 2 and boxes.shape[1] == 4 and torch.isfinite(boxes).all()
+    boxes, scores = result.pred_instances.bboxes, result.pred_instances.scores
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
+    assert scores.shape == (len(boxes),) and torch.isfinite(boxes).all()
+    assert torch.isfinite(scores).all() and ((0 <= scores) & (scores <= 1)).all()
+    assert set(result.pred_instances.labels.tolist()) <= {0, 1}
 
 
 def test_mmdet_det_inferencer(paths):
@@ -253,7 +263,9 @@ def test_mmdet_det_inferencer(paths):
     _assert_weights_from(inferencer.model, paths['det_checkpoint'])
     prediction = inferencer(paths['det_image'], no_save_vis=True)['predictions'][0]
     assert set(prediction) >= {'bboxes', 'scores', 'labels'}
+    assert len(prediction['bboxes']) == len(prediction['scores']) > 0
     assert all(len(box) == 4 for box in prediction['bboxes'])
+    assert all(0 <= score <= 1 for score in prediction['scores'])
 
 
 def _crafted(kind, path, state_dict, sentinel):

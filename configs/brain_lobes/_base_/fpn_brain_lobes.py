@@ -1,6 +1,7 @@
-# Semantic FPN on brain MRI slices with AAL lobe labels (gfnet_dense.datasets.aal;
-# written by tools/proving_ground.py): 16 classes, 217x181 (H x W) slices trained and
-# tested at their native size (padded to multiples of 32 in the batch). No flips:
+# Semantic FPN on brain MRI slices with AAL lobe labels (written by
+# gfnet_dense.datasets.aal.write_seg_dataset; data/brain_lobes_demo is the bundled copy
+# the demo config trains on): 16 classes, 217x181 (H x W) slices trained and tested at
+# their native size (padded to multiples of 32 in the batch). No flips:
 # they would swap the hemispheres the classes name. A config adds its backbone and
 # the neck's in_channels; the schedule is short and the same for every backbone.
 _base_ = ['mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/default_runtime.py',
