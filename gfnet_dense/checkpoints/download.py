@@ -29,7 +29,6 @@ import json
 import os
 import os.path as osp
 import re
-import struct
 import tempfile
 import urllib.error
 import urllib.request
@@ -37,6 +36,9 @@ import zipfile
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlparse
+
+from .reading import (MAX_SAFETENSORS_HEADER, checkpoint_format, not_a_checkpoint,
+                      safetensors_header_length)
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -62,9 +64,6 @@ _ALIASES = {'openmmlab': 'open-mmlab', 'modelzoo': 'torchvision'}
 HASH_REGEX = re.compile(r'-([a-f0-9]*)\.')
 MIN_HASH_CHARS = 8
 _CHUNK = 1 << 16
-# what torch.save wrote before its zip format: pickle protocol 2, then its magic number
-_LEGACY_TORCH_MAGIC = b'\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19'
-_MAX_SAFETENSORS_HEADER = 100 << 20
 
 
 class DownloadRefused(ValueError):
@@ -138,25 +137,28 @@ def expected_sha256(url: str, sha256: Optional[str] = None) -> Optional[str]:
 
 
 def _kind(path: str, content_type: str = '') -> str:
-    """'zip', 'safetensors', 'legacy' (a pre-zip torch pickle) or what the file is instead."""
+    """'zip', 'safetensors', 'legacy' (a pre-zip torch pickle) or what the file is instead:
+    ``checkpoint_format``, then whether the zip has its end-of-archive record and the
+    safetensors header describes the bytes that arrived."""
     size = osp.getsize(path)
     with open(path, 'rb') as f:
-        head = f.read(64)
-        if head.startswith(b'PK\x03\x04'):
+        head = f.read(16)
+        kind = checkpoint_format(head, size)
+        if kind == 'zip':
             return 'zip' if zipfile.is_zipfile(f) else (
                 f'a zip file cut short or damaged ({size} bytes, no end-of-archive record)')
-        if head[:1] == b'\x80' and _LEGACY_TORCH_MAGIC in head[:16]:
-            return 'legacy'
-        if len(head) >= 9:
-            (n,) = struct.unpack('<Q', head[:8])
-            if 1 < n <= _MAX_SAFETENSORS_HEADER and 8 + n <= size and head[8:9] == b'{':
-                f.seek(8)
-                return _safetensors_kind(f.read(n), size - 8 - n, size)
-    text = head.lstrip(b'\xef\xbb\xbf \t\r\n').lower()
-    if content_type == 'text/html' or text.startswith((b'<!doctype html', b'<html', b'<head')):
+        if kind == 'safetensors':
+            n = safetensors_header_length(head, size)
+            if n > MAX_SAFETENSORS_HEADER:
+                return (f'a safetensors file with a {n}-byte header (at most '
+                        f'{MAX_SAFETENSORS_HEADER})')
+            f.seek(8)
+            return _safetensors_kind(f.read(n), size - 8 - n, size)
+    if kind == 'legacy':
+        return kind
+    if content_type == 'text/html':
         return 'an HTML page, not a checkpoint'
-    return (f'{size} bytes starting with {head[:16]!r}, not a checkpoint (neither a zip-format '
-            'torch file nor safetensors)')
+    return f'{size} bytes starting with {head!r}: {not_a_checkpoint(head, size)}'
 
 
 def _safetensors_kind(header: bytes, data_bytes: int, size: int) -> str:

@@ -139,7 +139,20 @@ _SAFETENSORS_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.
                        'BOOL': torch.bool}
 
 
-def _safetensors_header_length(head: bytes, size: int) -> Optional[int]:
+def checkpoint_format(head: bytes, size: int) -> Optional[str]:
+    """What a file of ``size`` bytes starting with ``head`` (its first 16 bytes) is: 'zip'
+    (torch's format), 'safetensors', 'legacy' (a pre-zip torch pickle) or None (none of
+    them: ``not_a_checkpoint`` says what)."""
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_EMPTY_ZIP_MAGIC):
+        return 'zip'
+    if safetensors_header_length(head, size) is not None:
+        return 'safetensors'
+    return 'legacy' if head.startswith(_LEGACY_MAGIC) else None
+
+
+def safetensors_header_length(head: bytes, size: int) -> Optional[int]:
+    """The JSON header's length a safetensors file starts with, or None where ``head``
+    does not start one that fits in ``size`` bytes."""
     if len(head) < 9 or head[8:9] != b'{':
         return None
     length = int.from_bytes(head[:8], 'little')
@@ -246,15 +259,15 @@ def load_file(path, map_location='cpu', allow_legacy: bool = False):
         with open(path, 'rb') as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(16)
-            header_length = _safetensors_header_length(head, size)
-            if head.startswith(_ZIP_MAGIC) or head.startswith(_EMPTY_ZIP_MAGIC):
+            kind = checkpoint_format(head, size)
+            if kind == 'zip':
                 checkpoint = _read_torch_zip(f, size)
-            elif header_length is not None:
-                checkpoint = _read_safetensors(f, size, header_length)
-            elif head.startswith(_LEGACY_MAGIC) and allow_legacy:
+            elif kind == 'safetensors':
+                checkpoint = _read_safetensors(f, size, safetensors_header_length(head, size))
+            elif kind == 'legacy' and allow_legacy:
                 checkpoint = _legacy_torch(path, map_location)
             else:
-                raise UnreadableCheckpointError(_not_a_checkpoint(head, size))
+                raise UnreadableCheckpointError(not_a_checkpoint(head, size))
     except (UnsafeCheckpointError, UnreadableCheckpointError) as err:
         kind = type(err)
         raise kind(f'refusing to load checkpoint {path!r}: {_one_line(err)}. Nothing from the file '
@@ -267,7 +280,8 @@ def load_file(path, map_location='cpu', allow_legacy: bool = False):
     return _to_device(checkpoint, device) if device is not None else checkpoint
 
 
-def _not_a_checkpoint(head: bytes, size: int) -> str:
+def not_a_checkpoint(head: bytes, size: int) -> str:
+    """Why a file starting with ``head`` is no checkpoint, for an error message."""
     if size == 0:
         return 'the file is empty'
     if head.startswith(_LEGACY_MAGIC):

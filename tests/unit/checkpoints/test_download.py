@@ -279,3 +279,17 @@ def test_max_bytes_from_env(monkeypatch):
     monkeypatch.setenv('GFNET_DENSE_MAX_DOWNLOAD_BYTES', '1GB')
     with pytest.raises(ValueError, match='GFNET_DENSE_MAX_DOWNLOAD_BYTES'):
         dl._max_bytes_from_env()
+
+
+@pytest.mark.parametrize('data, kind', [
+    (GENUINE, 'zip'), (SAFETENSORS, 'safetensors'), (LEGACY, 'legacy'), (HTML, None),
+    (b'\x80\x04\x95' + bytes(13), None), (b'', None)])
+def test_the_downloader_sniffs_with_the_readers_rules(tmp_path, data, kind):
+    """One format test (``reading.checkpoint_format``) for what a download keeps and
+    what the reader reads: they cannot drift apart."""
+    from gfnet_dense.checkpoints.reading import checkpoint_format
+    path = tmp_path / 'file'
+    path.write_bytes(data)
+    assert checkpoint_format(data[:16], len(data)) == kind
+    found = dl._kind(str(path))
+    assert found == kind if kind else found.startswith(f'{len(data)} bytes starting with')
