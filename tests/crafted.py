@@ -100,17 +100,19 @@ def write_crafted(path, state_dict: dict, payload: str, place: str, sentinel: st
 # Files that run no code but would describe memory, exhaust the machine or poison weights.
 # Each writer takes (path, state_dict) and returns the path; HOSTILE maps a name to
 # (writer, a phrase the refusal must contain).
-def write_torch_zip(path, pickle_bytes: bytes, records=None, compress=False) -> str:
-    """A file laid out as torch.save lays it out, around a hand-written pickle."""
+def write_torch_zip(path, pickle_bytes: bytes, records=None, compress=False):
+    """A file laid out as torch.save lays it out, around a hand-written pickle. ``path``:
+    a path (returned as a string) or a binary file object (returned as given)."""
     import zipfile
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    with zipfile.ZipFile(str(path), 'w', method) as archive:
+    path = path if hasattr(path, 'write') else str(path)
+    with zipfile.ZipFile(path, 'w', method) as archive:
         archive.writestr('archive/data.pkl', pickle_bytes)
         archive.writestr('archive/byteorder', 'little')
         for key, data in (records or {}).items():
             archive.writestr(f'archive/data/{key}', data)
         archive.writestr('archive/version', '3\n')
-    return str(path)
+    return path
 
 
 def _pickle_with(state_dict, extra) -> bytes:

@@ -531,13 +531,9 @@ def _zip_with_extra_central_entries(extra: int) -> bytes:
 
 
 def _pickled(body: bytes, records=None) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, 'w', zipfile.ZIP_STORED) as archive:
-        archive.writestr('archive/data.pkl', pickle.PROTO + b'\x02' + body + pickle.STOP)
-        archive.writestr('archive/byteorder', 'little')
-        for key, data in (records or {}).items():
-            archive.writestr(f'archive/data/{key}', data)
-    return out.getvalue()
+    """A torch zip file's bytes around the protocol-2 pickle ``body``."""
+    return crafted.write_torch_zip(io.BytesIO(), pickle.PROTO + b'\x02' + body + pickle.STOP,
+                                   records).getvalue()
 
 
 def _memo_repeated(make: bytes, call: bytes, times: int) -> bytes:
