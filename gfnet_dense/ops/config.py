@@ -29,7 +29,7 @@ them for ``backward``, which autograd may run in another thread.
 import contextlib
 import os
 import threading
-from typing import ContextManager, Iterator, List, Optional, Sequence, Tuple
+from typing import ContextManager, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.fx import Proxy
@@ -275,14 +275,16 @@ def use_tiled_transpose(device_type: str, grad_enabled: bool, compiling: bool) -
     return device_type == 'cpu' and not grad_enabled and not compiling
 
 
-def fft_channel_groups(shape: Sequence[int], device_type: str,
-                       compiling: bool) -> List[Tuple[Optional[int], slice]]:
-    """``(image, channels)`` groups that cover ``(B, C, H, W)`` planes (``image``
-    ``None``: the whole batch).
+def fft_channel_groups(shape: Sequence[int], device_type: str, compiling: bool
+                       ) -> List[Tuple[Union[None, int, slice], slice]]:
+    """``(images, channels)`` groups that cover ``(B, C, H, W)`` planes: ``images`` is
+    one image's index, a slice of whole images, or ``None`` (the whole batch).
 
     On CPU a group's transforms and their scratch buffers stay in cache and are
     reused from group to group, where whole-grid transforms allocate (and
-    page-fault in) several grid-sized temporaries per call. On other devices
+    page-fault in) several grid-sized temporaries per call. Small grids put
+    several whole images in a group: one call per image would cost more in call
+    overhead than the transforms themselves (an 8x8 grid's). On other devices
     and under torch.compile the whole batch is one group.
     """
     batch, channels, height, width = shape
@@ -290,6 +292,9 @@ def fft_channel_groups(shape: Sequence[int], device_type: str,
         return [(None, slice(None))]
     step = FFT_GROUP_ELEMENTS // (height * (width // 2 + 1))
     step = max(FFT_GROUP_ALIGN, step - step % FFT_GROUP_ALIGN)
-    if batch == 1 and step >= channels:
-        return [(None, slice(None))]
+    if step >= channels:
+        images = step // channels
+        if images >= batch:
+            return [(None, slice(None))]
+        return [(slice(b, b + images), slice(None)) for b in range(0, batch, images)]
     return [(b, slice(c, c + step)) for b in range(batch) for c in range(0, channels, step)]

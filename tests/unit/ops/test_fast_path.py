@@ -74,6 +74,10 @@ def test_cuda_decisions():
 
 def test_cpu_decisions():
     assert len(fft_channel_groups((2, 96, 128, 128), 'cpu', False)) > 2
+    # a small grid: whole images per group, not one call per image
+    assert fft_channel_groups((128, 64, 8, 8), 'cpu', False) == [
+        (slice(0, 102), slice(None)), (slice(102, 204), slice(None))]
+    assert fft_channel_groups((16, 64, 8, 8), 'cpu', False) == [(None, slice(None))]
     assert fft_channel_groups((2, 96, 128, 128), 'cpu', True) == [(None, slice(None))]
     assert mlp_row_chunk('cpu', torch.float32, backward=True) == config.MLP_CHUNK_ELEMENTS
     assert mlp_row_chunk('cpu', torch.bfloat16, backward=False) == config.MLP_CHUNK_ELEMENTS
@@ -223,14 +227,15 @@ def test_bf16_autocast_inference_runs_and_stays_close():
 
 
 @pytest.mark.parametrize('device_type', ['cpu', 'cuda'])  # decisions for; tensors on CPU
-@pytest.mark.parametrize('group_elements', [1, 80])  # one / three channels per group
+# one channel, three channels, two whole images per group
+@pytest.mark.parametrize('group_elements', [1, 80, 2 * 7 * 24])
 def test_filter_by_channel_groups_matches_reference(group_elements, device_type, monkeypatch):
     monkeypatch.setattr(config, 'FFT_GROUP_ELEMENTS', group_elements)
     monkeypatch.setattr(config, 'FFT_GROUP_ALIGN', 1)
     layer = GlobalFilter(7, (6, 6))
-    x = torch.randn(2, 8, 5, 7, requires_grad=True)  # 8 x 3 spectrum per channel
-    groups = fft_channel_groups((2, 7, 8, 5), device_type, False)
-    assert len(groups) > 2 if device_type == 'cpu' else len(groups) == 1
+    x = torch.randn(3, 8, 5, 7, requires_grad=True)  # 8 x 3 spectrum per channel
+    groups = fft_channel_groups((3, 7, 8, 5), device_type, False)
+    assert len(groups) >= 2 if device_type == 'cpu' else len(groups) == 1
     ref = layer.forward_reference(x)
     g = torch.randn_like(ref)
     params = [x, layer.complex_weight]
