@@ -347,7 +347,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out).resolve()
     budget = only_models(QUICK if args.quick else FULL, args.models)
-    ground = ProvingGround(out, budget,
+    ground = ProvingGround(out, budget, log=functools.partial(print, flush=True),  # to a file too
                            spec=dataclasses.replace(TRAIN_SPEC, background=args.background))
     E.set_threads(args.threads)
     started = time.time()
