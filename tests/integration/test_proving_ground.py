@@ -60,10 +60,13 @@ def test_pretraining_feeds_the_backbones(quick):
     assert r['top1'] > results['baselines']['cls']['nearest class centroid']['top1'] + 4
 
 
-# margins over the best baseline of the same validation set, about half of those measured
-# (the run is deterministic for its thread count; another CPU may round differently)
-SEG_MARGIN = 3.0  # mIoU points; measured +5.94 (64x256 whole) to +7.0
-DET_MARGIN = 8.0  # mAP@50 points over the box prior; measured 19.32 against 0.27
+# margins over the best baseline of the same validation set, about half of the lowest
+# measured. The run is deterministic for its thread count, but another CPU rounds
+# differently, and rounding alone moves a 250-iteration training: the same run with the
+# filter gradient summed in another order (commit 7db81e9) measured +3.81 to +5.03 mIoU,
+# before it +5.94 to +6.71
+SEG_MARGIN = 2.0  # mIoU points
+DET_MARGIN = 8.0  # mAP@50 points over the box prior; measured 18.88 (19.32 before) vs 0.27
 
 
 def test_segmentation_beats_the_best_baseline_everywhere(quick):
