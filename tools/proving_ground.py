@@ -160,9 +160,8 @@ class ProvingGround:
         return {k: dict(top1=100 * B.top1(v, yv)) for k, v in out.items()}
 
     def pretrain(self, model: str, seed: int) -> dict:
-        return dict(E.pretrain(model, seed, self.budget.pretrain,
-                               self.out / 'pretrain' / f'{model}-s{seed}', self.log),
-                    gflops_32=model_gflops('pretrain', model, None))
+        return E.pretrain(model, seed, self.budget.pretrain,
+                          self.out / 'pretrain' / f'{model}-s{seed}', self.log)
 
     def classifier_checkpoint(self, model: str) -> str:
         return self.result(f'pretrain/{model}-s0')['checkpoint']
@@ -184,8 +183,8 @@ class ProvingGround:
                  for k, v in self.scale_sets().items()}
         return dict(model=model, filter_resize=mode, random_resize=aug, seed=seed, work=name,
                     curve=curve,
-                    canvas=canvas, scale=scale, iters=recipe.iters, params_m=E._params_m(net),
-                    gflops_64=_gflops(net, 64), recipe=dataclasses.asdict(recipe))
+                    canvas=canvas, scale=scale, iters=recipe.iters, params_m=E.params_m(net),
+                    gflops_64=E.gflops(net, 64), recipe=dataclasses.asdict(recipe))
 
     def detect(self, model: str, mode: Optional[str], seed: int) -> dict:
         name = f'{model}-s{seed}'
@@ -198,8 +197,8 @@ class ProvingGround:
                             E.NUM_CLASSES - 1)
         self.log(f'    det {name}: mAP@50 {100 * scores["bbox_mAP_50"]:.2f}')
         return dict(model=model, filter_resize=mode, seed=seed, work=name, curve=curve,
-                    iters=self.budget.det.iters, params_m=E._params_m(net),
-                    gflops_128=model_gflops('det', model, mode),
+                    iters=self.budget.det.iters, params_m=E.params_m(net),
+                    gflops_128=E.gflops(net, TRAIN_SPEC.canvas_hw[0]),
                     **{k: 100 * v for k, v in scores.items()},
                     detections_per_image=float(np.mean([len(d[0]) for d in dets])))
 
@@ -306,17 +305,10 @@ def seg_name(model: str, mode: Optional[str], aug: bool, seed: int) -> str:
 @functools.lru_cache(maxsize=None)
 def model_gflops(stage: str, model: str, mode: Optional[str]) -> float:
     """GFLOPs of a fresh classifier at 32x32 (``stage='pretrain'``) or RetinaNet at
-    128x128 (``'det'``)."""
+    128x128 (``'det'``), for runs that did not store theirs."""
     if stage == 'pretrain':
-        return _gflops(E.classifier(model), E.PRETRAIN_SIZE)
-    return _gflops(E.detector(model, None, mode), TRAIN_SPEC.canvas_hw[0])
-
-
-def _gflops(net, side: int) -> float:
-    import torch
-
-    from gfnet_dense.flops import count_flops
-    return round(count_flops(net, torch.zeros(1, 1, side, side)) / 1e9, 3)
+        return E.gflops(E.classifier(model), E.PRETRAIN_SIZE)
+    return E.gflops(E.detector(model, None, mode), TRAIN_SPEC.canvas_hw[0])
 
 
 def _clock(seconds: float) -> str:

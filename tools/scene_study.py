@@ -238,7 +238,8 @@ def pretrain(model_name: str, seed: int, recipe: PretrainRecipe, work: Path,
                    recipe=dataclasses.asdict(recipe))
     save_atomic(model.state_dict(), work / 'classifier.pth')
     return dict(model=model_name, seed=seed, checkpoint=str(work / 'classifier.pth'),
-                top1=history[-1]['top1'], history=history, params_m=_params_m(model),
+                top1=history[-1]['top1'], history=history, params_m=params_m(model),
+                gflops_32=gflops(model, PRETRAIN_SIZE),
                 recipe=dataclasses.asdict(recipe))
 
 
@@ -255,8 +256,15 @@ def _augment_classification(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _params_m(model: torch.nn.Module) -> float:
+def params_m(model: torch.nn.Module) -> float:
+    """Parameters in millions, to 2 places."""
     return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+
+
+def gflops(model: torch.nn.Module, side: int) -> float:
+    """GFLOPs of one forward of a (1, 1, side, side) image (``gfnet_dense.flops``)."""
+    from gfnet_dense.flops import count_flops
+    return round(count_flops(model, torch.zeros(1, 1, side, side)) / 1e9, 3)
 
 
 # ------------------------------------------------------------------------- dense models
@@ -444,8 +452,14 @@ def seg_loss_fn(model, train: Dict[str, object], recipe: DenseRecipe):
     return loss_of_batch
 
 
-def det_loss_fn(model, train: Dict[str, object], recipe: DenseRecipe):
+def _det_sample(hw: Tuple[int, int]):
+    """An MMDet data sample of an unscaled, unpadded ``hw`` image."""
     from mmdet.structures import DetDataSample
+    return DetDataSample(metainfo=dict(img_shape=hw, pad_shape=hw, ori_shape=hw,
+                                       batch_input_shape=hw, scale_factor=(1.0, 1.0)))
+
+
+def det_loss_fn(model, train: Dict[str, object], recipe: DenseRecipe):
     from mmengine.structures import InstanceData
 
     images = train['images']
@@ -461,8 +475,7 @@ def det_loss_fn(model, train: Dict[str, object], recipe: DenseRecipe):
             if flip:
                 x[k] = x[k].flip(-1)
                 boxes[:, [0, 2]] = hw[1] - boxes[:, [2, 0]]
-            s = DetDataSample(metainfo=dict(img_shape=hw, pad_shape=hw, batch_input_shape=hw,
-                                            ori_shape=hw, scale_factor=(1.0, 1.0)))
+            s = _det_sample(hw)
             s.gt_instances = InstanceData(bboxes=boxes,
                                           labels=torch.from_numpy(train['box_labels'][j]))
             samples.append(s)
@@ -494,15 +507,12 @@ def predict_masks(model, images: np.ndarray, slide: Optional[Tuple[int, int]] = 
 @torch.no_grad()
 def predict_boxes(model, images: np.ndarray, batch: int = 8) -> List[B.Detections]:
     """RetinaNet detections per image: (boxes (K, 4) x1y1x2y2, scores, labels 0..9)."""
-    from mmdet.structures import DetDataSample
     model.eval()
     hw = tuple(images.shape[1:])
     out = []
     for i in range(0, len(images), batch):
         x = normalise(images[i:i + batch])
-        samples = [DetDataSample(metainfo=dict(img_shape=hw, pad_shape=hw, ori_shape=hw,
-                                               batch_input_shape=hw, scale_factor=(1.0, 1.0)))
-                   for _ in range(len(x))]
+        samples = [_det_sample(hw) for _ in range(len(x))]
         for r in model.predict(x, samples, rescale=False):
             p = r.pred_instances
             out.append((p.bboxes.numpy(), p.scores.numpy(), p.labels.numpy()))
