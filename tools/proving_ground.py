@@ -15,7 +15,9 @@ garments' classes and extents, which a model learns in a CPU budget). Stages:
    best per-pixel intensity rules, a box prior (``gfnet_dense.datasets.baselines``);
    nearest class centroid and logistic regression on Fashion-MNIST pixels.
 2. ``pretrain``: each backbone's timm classifier on Fashion-MNIST at 32x32 (the dense
-   crops are a 2x larger grid, the largest canvas 8x), scored on the test images.
+   crops are a 2x larger grid, the largest canvas 8x), once per model and seed, scored on
+   the test images. Dense seed ``s`` starts from classifier ``s`` and records its sha256;
+   a finished dense run from another classifier is moved to ``DIR/runs/stale`` and rerun.
 3. ``seg``: Semantic FPN on 64x64 crops of 128x128 training scenes (400 iterations of
    16), every model from its classifier with the same recipe, per seed. Canvas study:
    whole-image and sliding-window (64, stride 48) inference on 1x, 2x and 4x (side) and
@@ -49,6 +51,7 @@ import proving_report
 import scene_study as E
 
 STAGES = ('baselines', 'pretrain', 'seg', 'det')
+DENSE = ('seg', 'det')  # the stages whose runs start from a classifier
 GFNET = 'gfnet_h_ti'
 TRAIN_SPEC = S.SceneSpec(canvas_hw=(128, 128), object_px=(20, 30), count=(4, 10),
                          background='flat')
@@ -73,7 +76,7 @@ class Budget:
 
 
 FULL = Budget(
-    num_train=2000, seeds=(0, 1, 2), pretrain=E.PretrainRecipe(epochs=2),
+    num_train=2000, seeds=(0, 1, 2), pretrain=E.PretrainRecipe(epochs=4),
     seg=E.DenseRecipe(iters=400, batch=16, head_lr_mult=10),
     det=E.DenseRecipe(iters=400, batch=4, lr=3e-4, weight_decay=0.05),
     seg_models=tuple((GFNET, m) for m in FILTER_RESIZE_MODES) + tuple((p, None) for p in E.PEERS),
@@ -163,16 +166,36 @@ class ProvingGround:
         return E.pretrain(model, seed, self.budget.pretrain,
                           self.out / 'pretrain' / f'{model}-s{seed}', self.log)
 
-    def classifier_checkpoint(self, model: str) -> str:
-        return self.result(f'pretrain/{model}-s0')['checkpoint']
+    def classifier(self, model: str, seed: int) -> dict:
+        """The classifier the dense runs of ``model`` and ``seed`` start from: its run name,
+        checkpoint and sha256, checked against the file on disk."""
+        run = f'pretrain/{model}-s{seed}'
+        r = self.result(run)
+        sha = E.file_sha256(Path(r['checkpoint']))
+        if r.get('sha256', sha) != sha:
+            raise RuntimeError(f'{r["checkpoint"]} is not the classifier {run} wrote (sha256 '
+                               f'{sha[:12]}, recorded {r["sha256"][:12]}): delete '
+                               f'{self.run_path(run)} to pretrain it again')
+        return dict(run=run, checkpoint=r['checkpoint'], sha256=sha)
+
+    def stale(self, result: dict) -> Optional[str]:
+        """Why a finished dense run no longer belongs to this run's tables (it started from
+        another classifier than the one its model and seed now have), or None."""
+        made_from = result.get('classifier', {}).get('sha256')
+        current = self.classifier(result['model'], result['seed'])
+        if made_from != current['sha256']:
+            return (f'trained from classifier {str(made_from)[:12]}, {current["run"]} is '
+                    f'{current["sha256"][:12]}')
+        return None
 
     def segment(self, model: str, mode: Optional[str], aug: bool, seed: int) -> dict:
         name = seg_name(model, mode, aug, seed)
         recipe = dataclasses.replace(self.budget.seg,
                                      resize_range=RANDOM_RESIZE if aug else None)
-        net = E.segmentor(model, self.classifier_checkpoint(model), mode)
+        init = self.classifier(model, seed)
+        net = E.segmentor(model, init['checkpoint'], mode)
         curve = E.train_dense(net, E.seg_loss_fn(net, self.train_scenes(), recipe), recipe, seed,
-                              self.out / 'seg' / name, self.log, name)
+                              self.out / 'seg' / name, self.log, name, init=init['sha256'])
         canvas = {}
         for key, val in self.canvas_sets().items():
             whole = E.seg_scores(E.predict_masks(net, val['images']), val['masks'])
@@ -182,22 +205,24 @@ class ProvingGround:
         scale = {k: E.seg_scores(E.predict_masks(net, v['images']), v['masks'])
                  for k, v in self.scale_sets().items()}
         return dict(model=model, filter_resize=mode, random_resize=aug, seed=seed, work=name,
-                    curve=curve,
+                    classifier=_recorded(init), curve=curve,
                     canvas=canvas, scale=scale, iters=recipe.iters, params_m=E.params_m(net),
                     gflops_64=E.gflops(net, 64), recipe=dataclasses.asdict(recipe))
 
     def detect(self, model: str, mode: Optional[str], seed: int) -> dict:
         name = f'{model}-s{seed}'
-        net = E.detector(model, self.classifier_checkpoint(model), mode)
+        init = self.classifier(model, seed)
+        net = E.detector(model, init['checkpoint'], mode)
         curve = E.train_dense(net, E.det_loss_fn(net, self.train_scenes(), self.budget.det),
-                              self.budget.det, seed, self.out / 'det' / name, self.log, name)
+                              self.budget.det, seed, self.out / 'det' / name, self.log, name,
+                              init=init['sha256'])
         val = self.det_set()
         dets = E.predict_boxes(net, val['images'])
         scores = B.coco_map(val['boxes'], val['box_labels'], dets, val['images'].shape[1:],
                             E.NUM_CLASSES - 1)
         self.log(f'    det {name}: mAP@50 {100 * scores["bbox_mAP_50"]:.2f}')
-        return dict(model=model, filter_resize=mode, seed=seed, work=name, curve=curve,
-                    iters=self.budget.det.iters, params_m=E.params_m(net),
+        return dict(model=model, filter_resize=mode, seed=seed, work=name,
+                    classifier=_recorded(init), curve=curve, iters=self.budget.det.iters, params_m=E.params_m(net),
                     gflops_128=E.gflops(net, TRAIN_SPEC.canvas_hw[0]),
                     **{k: 100 * v for k, v in scores.items()},
                     detections_per_image=float(np.mean([len(d[0]) for d in dets])))
@@ -226,39 +251,45 @@ class ProvingGround:
         b, runs = self.budget, []
         if 'baselines' in stages:
             runs.append(('baselines', self.baselines))
-        dense = []  # (model, name, action)
+        dense = []  # (model, seed, name, action)
         for seed in b.seeds:
             if 'seg' in stages:
-                dense += [(m, f'seg/{seg_name(m, mode, False, seed)}',
+                dense += [(m, seed, f'seg/{seg_name(m, mode, False, seed)}',
                            lambda a=(m, mode, False, seed): self.segment(*a))
                           for m, mode in b.seg_models]
                 if b.aug_peers:
-                    dense.append((GFNET, f'seg/{GFNET}-best-aug-s{seed}',
+                    dense.append((GFNET, seed, f'seg/{GFNET}-best-aug-s{seed}',
                                   lambda s=seed: self.segment(GFNET, self.best_mode(), True, s)))
-                    dense += [(p, f'seg/{seg_name(p, None, True, seed)}',
+                    dense += [(p, seed, f'seg/{seg_name(p, None, True, seed)}',
                                lambda a=(p, None, True, seed): self.segment(*a))
                               for p in b.aug_peers]
             if 'det' in stages:
-                dense += [(m, f'det/{m}-s{seed}',
+                dense += [(m, seed, f'det/{m}-s{seed}',
                            lambda a=(m, 'bicubic' if m == GFNET else None, seed): self.detect(*a))
                           for m in b.det_models]
-        # each classifier is pretrained just before the first run that needs it, so that
-        # a partial run has complete rows for the first models
-        pretrained = set()
+        # each classifier (one per model and seed) is pretrained just before the first run
+        # that starts from it, so that a partial run has complete rows for the first seeds
         if 'pretrain' in stages:
-            wanted = [m for m, _ in b.seg_models] + list(b.aug_peers) + list(b.det_models)
-            for m in [m for m, _, _ in dense] + wanted:
-                if m not in pretrained:
-                    pretrained.add(m)
-                    dense_index = next((i for i, d in enumerate(dense) if d[0] == m), len(dense))
-                    dense.insert(dense_index, (m, f'pretrain/{m}-s0',
-                                               lambda m=m: self.pretrain(m, 0)))
-        return runs + [(name, action) for _, name, action in dense]
+            models = dict.fromkeys([m for m, _ in b.seg_models] + list(b.aug_peers)
+                                   + list(b.det_models))
+            wanted = [(m, s) for m, s, _, _ in dense] + [(m, s) for s in b.seeds for m in models]
+            for m, s in dict.fromkeys(wanted):
+                first = next((i for i, d in enumerate(dense) if d[:2] == (m, s)), len(dense))
+                dense.insert(first, (m, s, f'pretrain/{m}-s{s}',
+                                     lambda a=(m, s): self.pretrain(*a)))
+        return runs + [(name, action) for _, _, name, action in dense]
 
     def run(self, stages: Sequence[str]) -> Dict[str, dict]:
         runs, results, started = self.plan(stages), {}, time.time()
         for i, (name, action) in enumerate(runs):
             path = self.run_path(name)
+            why = self.stale(json.loads(path.read_text())) \
+                if path.exists() and name.split('/')[0] in DENSE else None
+            if why:  # kept aside, and run again from the classifier it should start from
+                aside = self.out / 'runs' / 'stale' / path.name
+                aside.parent.mkdir(exist_ok=True)
+                path.replace(aside)
+                self.log(f'[{i + 1}/{len(runs)}] {name}: {why}; moved to {aside}, rerun')
             if path.exists():
                 self.log(f'[{i + 1}/{len(runs)}] {name}: done before, kept')
             else:
@@ -274,13 +305,25 @@ class ProvingGround:
             results[name] = json.loads(path.read_text())
         return results
 
+    def stale_or_missing(self, result: dict) -> Optional[str]:
+        try:
+            return self.stale(result)
+        except RuntimeError as e:  # its classifier has not run
+            return str(e)
+
     def finished(self) -> Dict[str, dict]:
-        """Every run kept in DIR/runs, by name; pretraining and detection runs that did not
-        store their FLOPs get them counted on a fresh model."""
+        """Every run kept in DIR/runs, by name, less dense runs made from a classifier their
+        model and seed no longer have (named in the log); pretraining and detection runs
+        that did not store their FLOPs get them counted on a fresh model."""
         out = {}
         for path in sorted((self.out / 'runs').glob('*.json')):
             stage, _, rest = path.stem.partition('-')
-            r = out[stage if not rest else f'{stage}/{rest}'] = json.loads(path.read_text())
+            name, r = stage if not rest else f'{stage}/{rest}', json.loads(path.read_text())
+            why = self.stale_or_missing(r) if stage in DENSE else None
+            if why:
+                self.log(f'{name} left out of the tables: {why}')
+                continue
+            out[name] = r
             if stage == 'pretrain' and 'gflops_32' not in r:
                 r['gflops_32'] = model_gflops('pretrain', r['model'], None)
             elif stage == 'det' and 'gflops_128' not in r:
@@ -296,6 +339,11 @@ def only_models(budget: Budget, models: Optional[Sequence[str]]) -> Budget:
         budget, seg_models=tuple(m for m in budget.seg_models if m[0] in models),
         aug_peers=tuple(m for m in budget.aug_peers if m in models),
         det_models=tuple(m for m in budget.det_models if m in models))
+
+
+def _recorded(init: dict) -> dict:
+    """What a dense run stores of the classifier it started from."""
+    return dict(run=init['run'], sha256=init['sha256'])
 
 
 def seg_name(model: str, mode: Optional[str], aug: bool, seed: int) -> str:

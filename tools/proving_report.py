@@ -91,7 +91,8 @@ def summarise(results: Dict[str, dict]) -> dict:
     for cfg, runs in group(results, 'pretrain/').items():
         out['pretrain'][cfg] = dict(label=DISPLAY.get(runs[0]['model']), top1=spread(
             [r['top1'] for r in runs]), params_m=runs[0]['params_m'],
-            gflops_32=runs[0].get('gflops_32', '-'), epochs=len(runs[0]['history']))
+            gflops_32=runs[0].get('gflops_32', '-'), epochs=len(runs[0]['history']),
+            seeds=sorted(r['seed'] for r in runs))
     for cfg, runs in group(results, 'seg/').items():
         r0 = runs[0]
         info = dict(label=label(r0), params_m=r0['params_m'], gflops_64=r0['gflops_64'],
@@ -134,10 +135,10 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
     if base:
         cls = base['cls']
         lines += ['### Pretraining: Fashion-MNIST, 10 classes, 32x32, test set (10,000 images)', '']
-        rows = [(n, '-', '-', '-', f'{v["top1"]:.2f}', '-') for n, v in cls.items()]
-        rows += [(p['label'], p['params_m'], p['gflops_32'], p['epochs'], cell(p['top1']),
-                  f'{p["margin"]:+.2f}') for p in summ['pretrain'].values()]
-        lines += _table(('model', 'params (M)', 'GFLOPs at 32x32', 'epochs', 'top-1 %',
+        rows = [(n, '-', '-', '-', '-', f'{v["top1"]:.2f}', '-') for n, v in cls.items()]
+        rows += [(p['label'], p['params_m'], p['gflops_32'], p['epochs'], len(p['seeds']),
+                  cell(p['top1']), f'{p["margin"]:+.2f}') for p in summ['pretrain'].values()]
+        lines += _table(('model', 'params (M)', 'GFLOPs at 32x32', 'epochs', 'seeds', 'top-1 %',
                          'margin over logistic regression'), rows)
     for study, title, keys_of in (
             ('canvas', 'Canvas study: mIoU on canvases of other sizes, garments at their '

@@ -49,6 +49,15 @@ def normalise(images: np.ndarray) -> torch.Tensor:
     return (torch.from_numpy(np.ascontiguousarray(images)).float()[:, None] - MEAN) / STD
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of the file at ``path`` (the identity of a classifier a dense run starts from)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
     torch.save(obj, tmp)
@@ -238,6 +247,7 @@ def pretrain(model_name: str, seed: int, recipe: PretrainRecipe, work: Path,
                    recipe=dataclasses.asdict(recipe))
     save_atomic(model.state_dict(), work / 'classifier.pth')
     return dict(model=model_name, seed=seed, checkpoint=str(work / 'classifier.pth'),
+                sha256=file_sha256(work / 'classifier.pth'), threads=torch.get_num_threads(),
                 top1=history[-1]['top1'], history=history, params_m=params_m(model),
                 gflops_32=gflops(model, PRETRAIN_SIZE),
                 recipe=dataclasses.asdict(recipe))
@@ -389,18 +399,23 @@ def _optimizer(model: torch.nn.Module, recipe: DenseRecipe) -> torch.optim.Optim
 @torch.enable_grad()  # whatever the caller's grad mode
 def train_dense(model: torch.nn.Module, loss_of_batch: Callable[[np.random.Generator], dict],
                 recipe: DenseRecipe, seed: int, work: Path,
-                log: Callable[[str], None] = print, name: str = '') -> List[Tuple[int, float]]:
+                log: Callable[[str], None] = print, name: str = '',
+                init: Optional[str] = None) -> List[Tuple[int, float]]:
     """AdamW with linear warmup and poly decay (MMSeg's schedule) for ``recipe.iters``;
     ``loss_of_batch(rng)`` draws iteration ``i``'s batch from ``rng = default_rng([seed, i])``
     and returns MMSeg/MMDet's loss dict. ``work/state.pth`` every ``checkpoint_every``
     iterations and at the end (weights only); a rerun resumes from it (and skips the
-    training when it is the final one). Returns the loss curve [(iter, loss)]."""
+    training when it is the final one) unless it started from another ``init`` (the
+    pretrained weights' sha256), which it refuses. Returns the loss curve [(iter, loss)]."""
     opt = _optimizer(model, recipe)
     work.mkdir(parents=True, exist_ok=True)
     curve, start = [], 0
     state_path = work / 'state.pth'
     state = load_state(state_path, model, opt)
     if state is not None:
+        if state.get('init') != init:
+            raise RuntimeError(f'{state_path} continues a training started from '
+                               f'{state.get("init")}, not {init}: delete it to start over')
         curve, start = [tuple(c) for c in state['curve']], int(state['iter'])
         running = [float(v) for v in state.get('running', [])]
         log(f'  resumed {name} at iteration {start}')
@@ -426,12 +441,13 @@ def train_dense(model: torch.nn.Module, loss_of_batch: Callable[[np.random.Gener
             running = []
         if (it + 1) % recipe.checkpoint_every == 0 and it + 1 < recipe.iters:
             save_state(state_path, model, opt, iter=it + 1, curve=[list(c) for c in curve],
-                       running=running)
+                       running=running, init=init)
             recent = running or [curve[-1][1]]
             log(f'  {name} iteration {it + 1}/{recipe.iters}: loss {np.mean(recent):.3f} '
                 f'({time.time() - started:.0f} s)')
     if start < recipe.iters:
-        save_state(state_path, model, None, iter=recipe.iters, curve=[list(c) for c in curve])
+        save_state(state_path, model, None, iter=recipe.iters, curve=[list(c) for c in curve],
+                   init=init)
     return curve
 
 

@@ -55,9 +55,13 @@ def test_pretraining_feeds_the_backbones(quick):
     r = results['pretrain/gfnet_h_ti-s0']
     assert r['checkpoint'] == str(out / 'pretrain' / 'gfnet_h_ti-s0' / 'classifier.pth')
     # one epoch on 10,000 images (measured 75.60): below logistic regression (82.61), which
-    # the full run's two epochs on 60,000 must beat; here the classifier only has to have
+    # the full run's four epochs on 60,000 must beat; here the classifier only has to have
     # learnt what the dense runs start from, beyond the nearest class centroid (67.64)
     assert r['top1'] > results['baselines']['cls']['nearest class centroid']['top1'] + 4
+    # every dense run names the classifier it started from
+    for run in ('seg/gfnet_h_ti-bicubic-s0', 'det/gfnet_h_ti-s0'):
+        assert results[run]['classifier'] == dict(run='pretrain/gfnet_h_ti-s0',
+                                                  sha256=r['sha256'])
 
 
 # margins over the best baseline of the same validation set, about half of the lowest

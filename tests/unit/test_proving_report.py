@@ -35,11 +35,11 @@ def _results(seeds=(0, 1, 2)):
         canvas={k: rows for k in CANVASES}, scale={k: rows for k in SCALES},
         det={'box prior': dict(bbox_mAP_50=0.3, bbox_mAP=0.1)},
         cls={'nearest class centroid': dict(top1=67.6), 'logistic regression': dict(top1=83.6)})}
-    for model, top1 in (('gfnet_h_ti', 89.0), ('resnet18', 90.5)):
-        results[f'pretrain/{model}-s0'] = dict(model=model, seed=0, top1=top1, params_m=12.5,
-                                               gflops_32=0.04,
-                                               history=[dict(epoch=1), dict(epoch=2)])
     for seed in seeds:
+        for model, top1 in (('gfnet_h_ti', 89.0), ('resnet18', 90.5)):
+            results[f'pretrain/{model}-s{seed}'] = dict(
+                model=model, seed=seed, top1=top1 + seed, params_m=12.5, gflops_32=0.04,
+                history=[dict(epoch=1), dict(epoch=2)])
         results[f'seg/gfnet_h_ti-bicubic-s{seed}'] = _seg('gfnet_h_ti', 'bicubic', False, seed, 30)
         results[f'seg/resnet18-s{seed}'] = _seg('resnet18', None, False, seed, 20)
         results[f'seg/resnet18-aug-s{seed}'] = _seg('resnet18', None, True, seed, 31)
@@ -79,9 +79,10 @@ def test_spread_and_calls():
 def test_tables_carry_baselines_spread_and_margins():
     md = proving_report.tables(_results(), META)
     pre = _rows(md, 'Pretraining')
-    assert pre[:2] == [['nearest class centroid', '-', '-', '-', '67.60', '-'],
-                       ['logistic regression', '-', '-', '-', '83.60', '-']]
-    assert pre[2] == ['GFNet-H-Ti', '12.5', '0.04', '2', '89.00', '+5.40']
+    assert pre[:2] == [['nearest class centroid', '-', '-', '-', '-', '67.60', '-'],
+                       ['logistic regression', '-', '-', '-', '-', '83.60', '-']]
+    # seeds 0, 1, 2 -> 89, 90, 91
+    assert pre[2] == ['GFNet-H-Ti', '12.5', '0.04', '2', '3', '90.00 (89.00-91.00)', '+6.40']
 
     whole = _rows(md, 'Canvas study: mIoU on canvases of other sizes, garments at their '
                       'training size (trained on 64x64 crops), whole')
@@ -148,8 +149,15 @@ def test_plan_full_budget_names_and_order(tmp_path):
         'seg/resnet18-aug-s0', 'seg/convnext_nano-aug-s0', 'seg/pvt_v2_b1-aug-s0',
         'det/gfnet_h_ti-s0']
     dense_s0 = [n for n in names if n.endswith('-s0') and not n.startswith('pretrain')]
-    assert len(dense_s0) == 12 and len(names) == 1 + 4 + 3 * 12
-    assert [n for n in names if n.endswith('-s2')][0] == 'seg/gfnet_h_ti-bicubic-s2'
+    assert len(dense_s0) == 12 and len(names) == 1 + 3 * (4 + 12)
+    # one classifier per model and seed, before the first run that starts from it
+    assert [n for n in names if n.endswith('-s2')][:6] == [
+        'pretrain/gfnet_h_ti-s2', 'seg/gfnet_h_ti-bicubic-s2', 'seg/gfnet_h_ti-bilinear-s2',
+        'seg/gfnet_h_ti-spatial-s2', 'pretrain/resnet18-s2', 'seg/resnet18-s2']
+    only_pretrain = [n for n, _ in _ground(tmp_path, proving_ground.FULL).plan(['pretrain'])]
+    assert len(only_pretrain) == 12 and only_pretrain[:5] == [
+        'pretrain/gfnet_h_ti-s0', 'pretrain/resnet18-s0', 'pretrain/convnext_nano-s0',
+        'pretrain/pvt_v2_b1-s0', 'pretrain/gfnet_h_ti-s1']
     some = proving_ground.only_models(proving_ground.FULL, ['gfnet_h_ti', 'resnet18'])
     names = [n for n, _ in _ground(tmp_path, some).plan(proving_ground.STAGES)]
     assert [n for n in names if n.endswith('-s0')] == [
@@ -162,23 +170,70 @@ def test_plan_full_budget_names_and_order(tmp_path):
                      'det/gfnet_h_ti-s0']
 
 
+def _classifier(tmp_path, model, seed, weights=b'weights'):
+    """A finished pretraining run of ``model`` and ``seed``; its checkpoint's sha256."""
+    ckpt = tmp_path / 'pretrain' / f'{model}-s{seed}' / 'classifier.pth'
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(weights)
+    sha = proving_ground.E.file_sha256(ckpt)
+    (tmp_path / 'runs').mkdir(exist_ok=True)
+    (tmp_path / 'runs' / f'pretrain-{model}-s{seed}.json').write_text(json.dumps(
+        dict(model=model, seed=seed, checkpoint=str(ckpt), sha256=sha, top1=90.0,
+             params_m=1.0, gflops_32=0.1, history=[dict(epoch=1)])))
+    return sha
+
+
+def _seg_from(tmp_path, model, mode, seed, miou, sha):
+    run = dict(_seg(model, mode, False, seed, miou),
+               classifier=dict(run=f'pretrain/{model}-s{seed}', sha256=sha))
+    name = f'seg-{model}-{mode}-s{seed}' if mode else f'seg-{model}-s{seed}'
+    (tmp_path / 'runs' / f'{name}.json').write_text(json.dumps(run))
+
+
 def test_run_keeps_finished_runs_and_best_mode(tmp_path):
     ground = _ground(tmp_path, proving_ground.FULL)
-    (tmp_path / 'runs').mkdir()
+    sha = _classifier(tmp_path, 'gfnet_h_ti', 0)
     for mode, miou in (('bicubic', 30), ('bilinear', 35), ('spatial', 20)):
-        run = _seg('gfnet_h_ti', mode, False, 0, miou)
-        (tmp_path / 'runs' / f'seg-gfnet_h_ti-{mode}-s0.json').write_text(json.dumps(run))
+        _seg_from(tmp_path, 'gfnet_h_ti', mode, 0, miou, sha)
     assert ground.best_mode() == 'bilinear'
     calls = []
     ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s0', lambda: calls.append(1)),
-                                  ('det/x-s0', lambda: dict(model='x', seed=0, gflops_128=0.1))]
-    results = ground.run(['seg', 'det'])
-    assert calls == [] and results['det/x-s0']['model'] == 'x'
-    assert 'seconds' in json.loads((tmp_path / 'runs' / 'det-x-s0.json').read_text())
-    assert set(ground.finished()) == {'seg/gfnet_h_ti-bicubic-s0', 'seg/gfnet_h_ti-bilinear-s0',
-                                      'seg/gfnet_h_ti-spatial-s0', 'det/x-s0'}
+                                  ('baselines', lambda: dict(cls={}))]
+    results = ground.run(['seg', 'baselines'])
+    assert calls == [] and results['baselines'] == dict(cls={}, seconds=results[
+        'baselines']['seconds'])
+    assert 'seconds' in json.loads((tmp_path / 'runs' / 'baselines.json').read_text())
+    assert set(ground.finished()) == {
+        'seg/gfnet_h_ti-bicubic-s0', 'seg/gfnet_h_ti-bilinear-s0', 'seg/gfnet_h_ti-spatial-s0',
+        'pretrain/gfnet_h_ti-s0', 'baselines'}
+
+
+def test_runs_from_another_classifier_are_rerun_not_mixed(tmp_path):
+    ground = _ground(tmp_path, proving_ground.FULL)
+    old = _classifier(tmp_path, 'gfnet_h_ti', 1, b'seed 0 weights')
+    _seg_from(tmp_path, 'gfnet_h_ti', 'bicubic', 1, 30, old)
+    _seg_from(tmp_path, 'gfnet_h_ti', 'bilinear', 1, 30, old)
+    # seed 1's classifier trained again: both runs no longer belong to the tables
+    (tmp_path / 'runs' / 'pretrain-gfnet_h_ti-s1.json').unlink()
+    new = _classifier(tmp_path, 'gfnet_h_ti', 1, b'seed 1 weights')
+    logged = []
+    ground.log = logged.append
+    assert set(ground.finished()) == {'pretrain/gfnet_h_ti-s1'}
+    assert f'trained from classifier {old[:12]}, pretrain/gfnet_h_ti-s1 is {new[:12]}' in \
+        logged[0]
+    rerun = dict(_seg('gfnet_h_ti', 'bicubic', False, 1, 40),
+                 classifier=dict(run='pretrain/gfnet_h_ti-s1', sha256=new))
+    ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s1', lambda: dict(rerun))]
+    results = ground.run(['seg'])
+    assert results['seg/gfnet_h_ti-bicubic-s1']['canvas']['64x64']['whole']['mIoU'] == 41
+    assert (tmp_path / 'runs' / 'stale' / 'seg-gfnet_h_ti-bicubic-s1.json').exists()
+    assert 'moved to' in logged[-2] and 'rerun' in logged[-2]
+    # a classifier file changed behind its run's back is refused, not used
+    (tmp_path / 'pretrain' / 'gfnet_h_ti-s1' / 'classifier.pth').write_bytes(b'other')
+    with pytest.raises(RuntimeError, match='is not the classifier pretrain/gfnet_h_ti-s1 wrote'):
+        ground.classifier('gfnet_h_ti', 1)
 
 
 def test_a_missing_classifier_names_its_stage(tmp_path):
-    with pytest.raises(RuntimeError, match='pretrain/resnet18-s0 has not run yet'):
-        _ground(tmp_path, proving_ground.QUICK).classifier_checkpoint('resnet18')
+    with pytest.raises(RuntimeError, match='pretrain/resnet18-s1 has not run yet'):
+        _ground(tmp_path, proving_ground.QUICK).classifier('resnet18', 1)

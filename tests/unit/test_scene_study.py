@@ -122,6 +122,15 @@ def test_a_killed_training_resumes_exactly(tmp_path):
     assert torch.equal(again.fc.weight, plain.fc.weight)
 
 
+def test_a_training_started_from_another_classifier_is_not_resumed(tmp_path):
+    model, recipe = _Toy(), E.DenseRecipe(iters=4, warmup=1, checkpoint_every=2)
+    E.train_dense(model, model.loss, recipe, seed=0, work=tmp_path, log=lambda *_: None,
+                  init='aaaa')
+    with pytest.raises(RuntimeError, match='started from aaaa, not bbbb: delete it'):
+        E.train_dense(model, model.loss, recipe, seed=0, work=tmp_path, log=lambda *_: None,
+                      init='bbbb')
+
+
 def test_a_non_finite_loss_stops_the_run(tmp_path):
     model = _Toy()
     recipe = E.DenseRecipe(iters=3, warmup=1)
