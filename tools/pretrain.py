@@ -39,7 +39,7 @@ from torchvision.datasets import ImageFolder
 import gfnet_dense  # noqa: F401  (registers the classifiers)
 from gfnet_dense.checkpoints import (CheckpointMismatchError, adapt_state_dict,
                                      check_finite, check_training_state, load_into,
-                                     read_checkpoint, unwrap_state_dict)
+                                     read_checkpoint, save_atomic, unwrap_state_dict)
 from gfnet_dense.cli import finish_distributed, run_tool
 
 logger = logging.getLogger('pretrain')
@@ -308,9 +308,7 @@ def save_checkpoint(path, model, optimizer, scheduler, scaler, ema, epoch, args,
         state['scaler'] = scaler.state_dict()
     if ema is not None:
         state['model_ema'] = ema.module.state_dict()
-    tmp = path + '.tmp'
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a run killed while saving keeps the previous checkpoint
+    save_atomic(state, path)  # a run killed while saving keeps the previous checkpoint
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gfnet_dense.checkpoints import read_checkpoint
+from gfnet_dense.checkpoints import file_sha256, read_checkpoint, save_atomic
 from gfnet_dense.datasets import baselines as B
 from gfnet_dense.datasets import fmnist_scenes as S
 
@@ -47,21 +47,6 @@ def set_threads(n: int) -> None:
 def normalise(images: np.ndarray) -> torch.Tensor:
     """(N, H, W) uint8 -> (N, 1, H, W) float32, Fashion-MNIST mean/std."""
     return (torch.from_numpy(np.ascontiguousarray(images)).float()[:, None] - MEAN) / STD
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of the file at ``path`` (the identity of a classifier a dense run starts from)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a run killed while saving keeps the previous file
 
 
 def load_state(path: Path, model: torch.nn.Module,

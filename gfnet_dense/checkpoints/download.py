@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlparse
 
+from .files import file_sha256
 from .reading import (MAX_SAFETENSORS_HEADER, checkpoint_format, not_a_checkpoint,
                       safetensors_header_length)
 
@@ -196,14 +197,6 @@ def _check(path: str, digest: str, expected: Optional[str], where, source: str,
     return verified
 
 
-def _sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fetch(url: str, out, timeout: float, max_bytes: int, where) -> tuple:
     """Stream ``url``'s body into ``out``; return its sha256 and Content-Type. ``read1``
     returns after one receive, so the socket timeout bounds every wait, not whole reads."""
@@ -269,7 +262,7 @@ def download(name: str, model_dir: Optional[str] = None, sha256: Optional[str] =
     if osp.isfile(path):
         def cached(what, todo):
             return where(what, f'delete the cached file to download it again ({todo})')
-        digest = _sha256_of(path) if expected is not None else ''
+        digest = file_sha256(path) if expected is not None else ''
         return Downloaded(path, _check(path, digest, expected, cached, 'the cached file is'))
     os.makedirs(model_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f'.{osp.basename(path)}.', suffix='.part')
