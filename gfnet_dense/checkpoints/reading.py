@@ -290,7 +290,8 @@ def not_a_checkpoint(head: bytes, size: int) -> str:
                 'torch.save(torch.load(path, weights_only=True), new_path)')
     if head[:1] == b'\x80':
         return 'it is a bare pickle, not a torch or safetensors checkpoint; it was not unpickled'
-    if head.lstrip().lower().startswith((b'<!doctype', b'<html')):
+    text = head[3:] if head.startswith(b'\xef\xbb\xbf') else head  # a UTF-8 BOM
+    if text.lstrip().lower().startswith((b'<!doctype', b'<html')):
         return 'it is an HTML page, not a checkpoint (a failed download?)'
     return ('it is neither a torch (zip) nor a safetensors checkpoint: the file is corrupt, '
             'truncated or of another format')

@@ -63,6 +63,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(files[path])
             elif path == '/html/gfnet-h-ti.pth':
                 self._send(HTML, ctype='text/html; charset=utf-8')
+            elif path == '/html-bom/gfnet-h-ti.pth':  # a page served as a binary file
+                self._send(b'\xef\xbb\xbf\n ' + HTML)
             elif path == '/redirect/genuine.pth':
                 self.send_response(302)
                 self.send_header('Location', '/files/genuine.pth')
@@ -193,6 +195,8 @@ def test_endless_body_stops_at_the_cap(base, tmp_path):
 
 def test_html_page_with_status_200_is_refused(base, tmp_path):
     assert 'HTML page' in refused(f'{base}/html/gfnet-h-ti.pth', tmp_path)
+    # named from its bytes too, behind a byte-order mark, when no header says text/html
+    assert 'HTML page' in refused(f'{base}/html-bom/gfnet-h-ti.pth', tmp_path)
 
 
 def test_404(base, tmp_path):
