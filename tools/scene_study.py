@@ -276,60 +276,43 @@ def backbone_cfg(model: str, checkpoint: Optional[str], mode: Optional[str],
 
 
 def segmentor(model: str, checkpoint: Optional[str], mode: Optional[str], width: int = 64):
-    """Semantic FPN (MMSeg's ``fpn_r50`` layout, FPN and head ``width`` channels)."""
-    from mmengine.config import ConfigDict
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    import gfnet_dense.mm  # noqa: F401  (registers the backbones)
-    init_default_scope('mmseg')
-    seg = MODELS.build(ConfigDict(
-        type='EncoderDecoder', backbone=backbone_cfg(model, checkpoint, mode),
-        neck=dict(type='FPN', in_channels=list(CHANNELS[model]), out_channels=width, num_outs=4),
-        decode_head=dict(type='FPNHead', in_channels=[width] * 4, in_index=[0, 1, 2, 3],
-                         feature_strides=[4, 8, 16, 32], channels=width, dropout_ratio=0.1,
-                         num_classes=NUM_CLASSES, norm_cfg=dict(type='BN', requires_grad=True),
-                         align_corners=False,
-                         loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-        train_cfg=dict(), test_cfg=dict(mode='whole')))
-    _quiet_init(seg)
-    return seg
+    """Semantic FPN: MMSeg's ``fpn_r50`` with our backbone, FPN and head ``width``
+    channels, BN, and no data preprocessor (the scenes come normalised) or ImageNet
+    ResNet weights (the backbone has its own ``init_cfg``)."""
+    return _build_from_base('mmseg', '_base_/models/fpn_r50.py', dict(
+        data_preprocessor=None, pretrained=None,
+        backbone=dict(_delete_=True, **backbone_cfg(model, checkpoint, mode)),
+        neck=dict(in_channels=list(CHANNELS[model]), out_channels=width),
+        decode_head=dict(in_channels=[width] * 4, channels=width, num_classes=NUM_CLASSES,
+                         norm_cfg=dict(type='BN', requires_grad=True))))
 
 
 def detector(model: str, checkpoint: Optional[str], mode: Optional[str], width: int = 96):
-    """RetinaNet (MMDet's ``retinanet_r50_fpn`` layout: P3-P7, narrowed to ``width``
-    channels and 2 stacked convs) on the backbone's stride 8/16/32 outputs. Anchors
-    start at 3x the stride (24-38 px at P3, MMDet's 4x would start at 32) for garment
-    boxes of about 15-30 px."""
-    from mmdet.registry import MODELS
-    from mmengine.config import ConfigDict
-    from mmengine.registry import init_default_scope
+    """RetinaNet: MMDet's ``retinanet_r50_fpn`` on the backbone's stride 8/16/32 outputs
+    (FPN from its first level), narrowed to ``width`` channels and 2 stacked convs, no
+    data preprocessor. Anchors start at 3x the stride (24-38 px at P3, MMDet's 4x would
+    start at 32) for garment boxes of about 15-30 px."""
+    return _build_from_base('mmdet', '_base_/models/retinanet_r50_fpn.py', dict(
+        data_preprocessor=None,
+        backbone=dict(_delete_=True, **backbone_cfg(model, checkpoint, mode, (1, 2, 3))),
+        neck=dict(in_channels=list(CHANNELS[model][1:]), out_channels=width, start_level=0),
+        bbox_head=dict(num_classes=NUM_CLASSES - 1, in_channels=width, stacked_convs=2,
+                       feat_channels=width, anchor_generator=dict(octave_base_scale=3))))
 
-    import gfnet_dense.mm  # noqa: F401
-    init_default_scope('mmdet')
-    det = MODELS.build(ConfigDict(
-        type='RetinaNet', backbone=backbone_cfg(model, checkpoint, mode, (1, 2, 3)),
-        neck=dict(type='FPN', in_channels=list(CHANNELS[model][1:]), out_channels=width,
-                  start_level=0, add_extra_convs='on_input', num_outs=5),
-        bbox_head=dict(
-            type='RetinaHead', num_classes=NUM_CLASSES - 1, in_channels=width,
-            stacked_convs=2, feat_channels=width,
-            anchor_generator=dict(type='AnchorGenerator', octave_base_scale=3,
-                                  scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
-                                  strides=[8, 16, 32, 64, 128]),
-            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
-                            target_stds=[1.0, 1.0, 1.0, 1.0]),
-            loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                          loss_weight=1.0),
-            loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
-        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.4,
-                                     min_pos_iou=0, ignore_iof_thr=-1),
-                       sampler=dict(type='PseudoSampler'), allowed_border=-1, pos_weight=-1,
-                       debug=False),
-        test_cfg=dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05,
-                      nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)))
-    _quiet_init(det)
-    return det
+
+def _build_from_base(scope: str, base: str, changes: dict) -> torch.nn.Module:
+    """The model of ``{scope}::{base}`` with ``changes`` merged in (MMEngine's rules:
+    ``_delete_`` replaces a dict), built in ``scope`` and initialised."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS as ROOT, init_default_scope
+
+    import gfnet_dense.mm  # noqa: F401  (registers the backbones)
+    cfg = Config.fromstring(f'_base_ = ["{scope}::{base}"]', file_format='.py')
+    cfg.merge_from_dict(dict(model=changes))
+    init_default_scope(scope)
+    model = ROOT.build(cfg.model)
+    _quiet_init(model)
+    return model
 
 
 def _quiet_init(model) -> None:

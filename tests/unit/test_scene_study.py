@@ -137,3 +137,21 @@ def test_a_non_finite_loss_stops_the_run(tmp_path):
     with pytest.raises(FloatingPointError, match='loss nan at iteration 0'):
         E.train_dense(model, lambda rng: dict(loss=model.fc.weight.sum() * float('nan')),
                       recipe, seed=0, work=tmp_path, log=lambda *_: None, name='toy')
+
+
+def test_dense_models_are_the_libraries_bases_with_our_changes():
+    """Semantic FPN and RetinaNet come from MMSeg's / MMDet's base configs; what we change
+    is applied, and nothing of the bases that needs the internet or RGB is left."""
+    from mmengine.model import BaseDataPreprocessor
+    seg = E.segmentor('resnet18', None, None)
+    assert type(seg.data_preprocessor) is BaseDataPreprocessor  # not SegDataPreProcessor
+    assert type(seg.decode_head.scale_heads[0][0].bn) is torch.nn.BatchNorm2d  # not SyncBN
+    assert seg.decode_head.num_classes == E.NUM_CLASSES and seg.decode_head.channels == 64
+    assert seg.neck.lateral_convs[0].conv.in_channels == E.CHANNELS['resnet18'][0]
+    assert seg.test_cfg == dict(mode='whole')
+    det = E.detector('resnet18', None, None)
+    assert type(det.data_preprocessor) is BaseDataPreprocessor
+    assert det.bbox_head.num_classes == E.NUM_CLASSES - 1 and det.bbox_head.stacked_convs == 2
+    assert det.bbox_head.prior_generator.octave_base_scale == 3
+    assert det.neck.start_level == 0 and det.neck.num_outs == 5
+    assert det.bbox_head.test_cfg['score_thr'] == 0.05  # MMDet's, kept
