@@ -54,6 +54,9 @@ MIN_SIDE = 2
 # (1024:1 for the demo's (512, 128), 800:1 for (400, 400)); far before that the shorter
 # side is a few pixels, below the backbone's stride of 32.
 MAX_ASPECT = 32
+# MMSeg resizes a segmentor's logits to the image and keeps them in the result: 4 bytes
+# per class and pixel (1.3 GB for 150 classes on a 2048x1024 image, 24 GB at 40e6 pixels).
+DEFAULT_MAX_LOGITS_GB = 8.0
 
 
 def _one_line(err: BaseException) -> str:
@@ -124,6 +127,18 @@ def read_bgr(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
                          f'truncated file?)')
     check_image_size(path, image.shape[1], image.shape[0], max_pixels)
     return image
+
+
+def check_logits_memory(path: str, height: int, width: int, num_classes: Optional[int],
+                        max_gb: float = DEFAULT_MAX_LOGITS_GB) -> None:
+    """Refuse an image whose full-resolution segmentation logits (float32, one per class
+    and pixel) would take more than ``max_gb``; a config without a class count passes."""
+    need = height * width * (num_classes or 0) * 4 / 1e9
+    if need > max_gb:
+        raise InputError(f'image {path!r}: {height * width:,} pixels x {num_classes} classes '
+                         f'need {need:.1f} GB of full-resolution logits, more than '
+                         f'--max-logits-gb {max_gb:g} allows; downscale the image, or raise '
+                         f'--max-logits-gb if this machine has the memory')
 
 
 def _model_num_classes(cfg) -> Optional[int]:
@@ -328,6 +343,16 @@ def _pixel_count(text: str) -> int:
     return int(value)
 
 
+def _gigabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not (0 < value < float('inf')):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a size in GB (e.g. 8)')
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('image')
@@ -343,8 +368,11 @@ def main(argv=None):
     parser.add_argument('--max-pixels', type=_pixel_count, default=DEFAULT_MAX_PIXELS,
                         metavar='N', help='refuse images with more pixels than this, read from '
                         'the header before decoding (default 40e6; a 2048x1024 Cityscapes image '
-                        'is 2.1e6). MMSeg resizes the logits to the image: 4 bytes per class '
-                        'and pixel, 24 GB for 150 classes at 40e6')
+                        'is 2.1e6)')
+    parser.add_argument('--max-logits-gb', type=_gigabytes, default=DEFAULT_MAX_LOGITS_GB,
+                        metavar='GB', help='segmentation: refuse images whose logits, which '
+                        'MMSeg resizes to the image (4 bytes per class and pixel), would take '
+                        'more (default 8: 13e6 pixels at 150 classes)')
     args = parser.parse_args(argv)
     if osp.splitext(args.out)[1].lower() not in IMAGE_EXTENSIONS:
         parser.error(f'--out {args.out!r} is not an image file name: it must end in '
@@ -358,6 +386,9 @@ def main(argv=None):
     image = read_bgr(args.image, args.max_pixels)
     cfg = Config.fromfile(args.config)
     check_model_widths(cfg)
+    if cfg.get('default_scope') != 'mmdet':
+        check_logits_memory(args.image, *image.shape[:2], _model_num_classes(cfg),
+                            args.max_logits_gb)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     if args.onnx:
         if cfg.get('default_scope') == 'mmdet':

@@ -174,3 +174,22 @@ def test_unusable_checkpoint_meta_falls_back_to_the_config(tool, capsys):
     assert tool.dataset_meta(cfg, {'meta': np.zeros(3)})['classes'][0] == 'wall'
     with pytest.raises(tool.InputError, match=r"meta\['dataset_meta'\] is unusable: classes"):
         tool.dataset_meta(None, {'meta': {'dataset_meta': dict(classes='cat')}})  # no config
+
+
+def test_segmentation_logits_over_the_memory_cap_are_refused(tool, tmp_path, capsys):
+    tool.check_logits_memory('ok.png', 1024, 2048, 150)  # 1.3 GB: under the default 8
+    with pytest.raises(tool.InputError, match=r"'big.png': 40,000,000 pixels x 150 classes need "
+                                              r'24.0 GB of full-resolution logits, more than '
+                                              r'--max-logits-gb 8 allows'):
+        tool.check_logits_memory('big.png', 5000, 8000, 150)
+    tool.check_logits_memory('any.png', 5000, 8000, None)  # no class count: not known
+    # main checks it from the config, before the checkpoint is read
+    not_a_checkpoint = tmp_path / 'model.pth'
+    not_a_checkpoint.write_bytes(b'never read')
+    args = [image(tmp_path / 'small.png', 64, 48), DEMO_CONFIG, str(not_a_checkpoint),
+            '--out', str(tmp_path / 'o.png')]
+    with pytest.raises(tool.InputError, match='3,072 pixels x .* classes need 0.0 GB'):
+        tool.main(args + ['--max-logits-gb', '1e-9'])
+    with pytest.raises(SystemExit):
+        tool.main(args + ['--max-logits-gb', '0'])
+    assert "--max-logits-gb: '0' is not a size in GB" in capsys.readouterr().err
