@@ -372,7 +372,8 @@ def main(argv=None):
     parser.add_argument('--max-logits-gb', type=_gigabytes, default=DEFAULT_MAX_LOGITS_GB,
                         metavar='GB', help='segmentation: refuse images whose logits, which '
                         'MMSeg resizes to the image (4 bytes per class and pixel), would take '
-                        'more (default 8: 13e6 pixels at 150 classes)')
+                        'more (default 8: 13e6 pixels at 150 classes; the peak of MMSeg\'s '
+                        'post-processing is higher)')
     args = parser.parse_args(argv)
     if osp.splitext(args.out)[1].lower() not in IMAGE_EXTENSIONS:
         parser.error(f'--out {args.out!r} is not an image file name: it must end in '

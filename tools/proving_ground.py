@@ -34,6 +34,7 @@ Runs are deterministic for a given ``--threads``.
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gfnet_dense.checkpoints import file_sha256
 from gfnet_dense.datasets import RealDataUnavailable, cache_dir
 from gfnet_dense.datasets import baselines as B
 from gfnet_dense.datasets import fmnist_scenes as S
@@ -67,7 +69,8 @@ class Budget:
     seg: E.DenseRecipe
     det: E.DenseRecipe
     seg_models: Tuple[Tuple[str, Optional[str]], ...]  # (model, filter_resize)
-    aug_peers: Tuple[str, ...]  # trained with random resize too, beside the best GFNet-H mode
+    scale_aug: bool  # the scale study's runs with random resize: the best GFNet-H mode ...
+    aug_peers: Tuple[str, ...]  # ... and these peers
     det_models: Tuple[str, ...]
     canvases: Tuple[Tuple[int, int, int], ...]  # (H, W, validation scenes)
     scales: Tuple[float, ...]  # garment scale of the scale study
@@ -80,14 +83,14 @@ FULL = Budget(
     seg=E.DenseRecipe(iters=400, batch=16, head_lr_mult=10),
     det=E.DenseRecipe(iters=400, batch=4, lr=3e-4, weight_decay=0.05),
     seg_models=tuple((GFNET, m) for m in FILTER_RESIZE_MODES) + tuple((p, None) for p in E.PEERS),
-    aug_peers=E.PEERS, det_models=(GFNET, 'resnet18'),
+    scale_aug=True, aug_peers=E.PEERS, det_models=(GFNET, 'resnet18'),
     canvases=((64, 64, 256), (128, 128, 64), (256, 256, 16), (64, 256, 64), (256, 128, 32)),
     scales=(0.5, 0.75, 1.0, 1.5, 2.0), scale_scenes=64, det_val=128)
 QUICK = Budget(
     num_train=400, seeds=(0,), pretrain=E.PretrainRecipe(epochs=1, train_per_class=1000),
     seg=E.DenseRecipe(iters=250, batch=32, head_lr_mult=10),
     det=E.DenseRecipe(iters=150, batch=4, lr=3e-4, weight_decay=0.05),
-    seg_models=((GFNET, 'bicubic'),), aug_peers=(), det_models=(GFNET,),
+    seg_models=((GFNET, 'bicubic'),), scale_aug=False, aug_peers=(), det_models=(GFNET,),
     canvases=((64, 64, 64), (128, 128, 16), (64, 256, 16)), scales=(1.0,), scale_scenes=16,
     det_val=32)
 
@@ -163,37 +166,77 @@ class ProvingGround:
         return {k: dict(top1=100 * B.top1(v, yv)) for k, v in out.items()}
 
     def pretrain(self, model: str, seed: int) -> dict:
-        return E.pretrain(model, seed, self.budget.pretrain,
-                          self.out / 'pretrain' / f'{model}-s{seed}', self.log)
+        work = f'{model}-s{seed}'  # its state.pth goes once the result is kept
+        return dict(E.pretrain(model, seed, self.budget.pretrain, self.out / 'pretrain' / work,
+                               self.log), work=work)
 
-    def classifier(self, model: str, seed: int) -> dict:
-        """The classifier the dense runs of ``model`` and ``seed`` start from: its run name,
-        checkpoint and sha256, checked against the file on disk."""
+    def stale(self, name: str, result: dict) -> Optional[str]:
+        """Why the finished run ``name`` no longer belongs to this budget's tables, or None:
+        a classifier pretrained with another recipe (or by a proving ground that recorded
+        no sha256), a dense run made from another classifier than its model and seed have.
+        Reads the runs' records only (no checkpoint), so a copied folder can be reported."""
+        if name.startswith('pretrain/'):
+            wanted = dataclasses.asdict(self.budget.pretrain)
+            if result.get('recipe') != wanted:
+                return f'was pretrained with {result.get("recipe")}, not {wanted}'
+            return None if 'sha256' in result else \
+                'records no sha256 of its classifier (an older proving ground)'
+        if name.split('/')[0] not in DENSE:
+            return None
+        run = f'pretrain/{result["model"]}-s{result["seed"]}'
+        if not self.run_path(run).exists():
+            return f'its classifier {run} has not run'
+        classifier = json.loads(self.run_path(run).read_text())
+        why = self.stale(run, classifier)
+        made_from = result.get('classifier', {}).get('sha256')
+        if why:
+            return f'its classifier {run} {why}'
+        if made_from is None:
+            return 'records no classifier (made before one classifier per seed)'
+        if made_from != classifier['sha256']:
+            return f'was trained from classifier {made_from[:12]}, {run} is now ' \
+                f'{classifier["sha256"][:12]}'
+        return None
+
+    def classifier(self, model: str, seed: int) -> Tuple[dict, str]:
+        """What the dense runs of ``model`` and ``seed`` start from: the record they keep
+        (its run and sha256) and the checkpoint, checked against the file's sha256."""
         run = f'pretrain/{model}-s{seed}'
         r = self.result(run)
-        sha = E.file_sha256(Path(r['checkpoint']))
-        if r.get('sha256', sha) != sha:
+        why = self.stale(run, r)
+        if why:
+            raise RuntimeError(f'{run} {why}: run the pretrain stage again')
+        sha = file_sha256(r['checkpoint'])
+        if sha != r['sha256']:
             raise RuntimeError(f'{r["checkpoint"]} is not the classifier {run} wrote (sha256 '
                                f'{sha[:12]}, recorded {r["sha256"][:12]}): delete '
-                               f'{self.run_path(run)} to pretrain it again')
-        return dict(run=run, checkpoint=r['checkpoint'], sha256=sha)
+                               f'{self.run_path(run)} and {Path(r["checkpoint"]).parent} to '
+                               f'pretrain it again')
+        return dict(run=run, sha256=sha), r['checkpoint']
 
-    def stale(self, result: dict) -> Optional[str]:
-        """Why a finished dense run no longer belongs to this run's tables (it started from
-        another classifier than the one its model and seed now have), or None."""
-        made_from = result.get('classifier', {}).get('sha256')
-        current = self.classifier(result['model'], result['seed'])
-        if made_from != current['sha256']:
-            return (f'trained from classifier {str(made_from)[:12]}, {current["run"]} is '
-                    f'{current["sha256"][:12]}')
-        return None
+    def set_aside(self, name: str, text: str) -> str:
+        """Move the stale run ``name`` (its record ``text``, and a classifier's folder) to
+        ``stale/`` folders, under a name no other stale copy has; say where."""
+        tag = hashlib.sha256(text.encode()).hexdigest()[:12]
+        path = self.run_path(name)
+        moves = [(path, path.parent / 'stale' / f'{path.stem}-{tag}.json')]
+        if name.startswith('pretrain/'):
+            work = self.out / name
+            moves.append((work, work.parent / 'stale' / f'{work.name}-{tag}'))
+        for src, dst in moves:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                src.replace(dst)
+            except FileNotFoundError:  # never written, or moved by another process
+                pass
+        return 'moved to ' + ', '.join(str(dst) for _, dst in moves)
 
     def segment(self, model: str, mode: Optional[str], aug: bool, seed: int) -> dict:
         name = seg_name(model, mode, aug, seed)
         recipe = dataclasses.replace(self.budget.seg,
                                      resize_range=RANDOM_RESIZE if aug else None)
-        init = self.classifier(model, seed)
-        net = E.segmentor(model, init['checkpoint'], mode)
+        init, checkpoint = self.classifier(model, seed)
+        net = E.segmentor(model, checkpoint, mode)
         curve = E.train_dense(net, E.seg_loss_fn(net, self.train_scenes(), recipe), recipe, seed,
                               self.out / 'seg' / name, self.log, name, init=init['sha256'])
         canvas = {}
@@ -205,14 +248,14 @@ class ProvingGround:
         scale = {k: E.seg_scores(E.predict_masks(net, v['images']), v['masks'])
                  for k, v in self.scale_sets().items()}
         return dict(model=model, filter_resize=mode, random_resize=aug, seed=seed, work=name,
-                    classifier=_recorded(init), curve=curve,
+                    classifier=init, curve=curve,
                     canvas=canvas, scale=scale, iters=recipe.iters, params_m=E.params_m(net),
                     gflops_64=E.gflops(net, 64), recipe=dataclasses.asdict(recipe))
 
     def detect(self, model: str, mode: Optional[str], seed: int) -> dict:
         name = f'{model}-s{seed}'
-        init = self.classifier(model, seed)
-        net = E.detector(model, init['checkpoint'], mode)
+        init, checkpoint = self.classifier(model, seed)
+        net = E.detector(model, checkpoint, mode)
         curve = E.train_dense(net, E.det_loss_fn(net, self.train_scenes(), self.budget.det),
                               self.budget.det, seed, self.out / 'det' / name, self.log, name,
                               init=init['sha256'])
@@ -222,7 +265,8 @@ class ProvingGround:
                             E.NUM_CLASSES - 1)
         self.log(f'    det {name}: mAP@50 {100 * scores["bbox_mAP_50"]:.2f}')
         return dict(model=model, filter_resize=mode, seed=seed, work=name,
-                    classifier=_recorded(init), curve=curve, iters=self.budget.det.iters, params_m=E.params_m(net),
+                    classifier=init, curve=curve, iters=self.budget.det.iters,
+                    params_m=E.params_m(net),
                     gflops_128=E.gflops(net, TRAIN_SPEC.canvas_hw[0]),
                     **{k: 100 * v for k, v in scores.items()},
                     detections_per_image=float(np.mean([len(d[0]) for d in dets])))
@@ -257,9 +301,10 @@ class ProvingGround:
                 dense += [(m, seed, f'seg/{seg_name(m, mode, False, seed)}',
                            lambda a=(m, mode, False, seed): self.segment(*a))
                           for m, mode in b.seg_models]
-                if b.aug_peers:
+                if b.scale_aug and any(m == GFNET for m, _ in b.seg_models):
                     dense.append((GFNET, seed, f'seg/{GFNET}-best-aug-s{seed}',
                                   lambda s=seed: self.segment(GFNET, self.best_mode(), True, s)))
+                if b.scale_aug:
                     dense += [(p, seed, f'seg/{seg_name(p, None, True, seed)}',
                                lambda a=(p, None, True, seed): self.segment(*a))
                               for p in b.aug_peers]
@@ -283,13 +328,12 @@ class ProvingGround:
         runs, results, started = self.plan(stages), {}, time.time()
         for i, (name, action) in enumerate(runs):
             path = self.run_path(name)
-            why = self.stale(json.loads(path.read_text())) \
-                if path.exists() and name.split('/')[0] in DENSE else None
-            if why:  # kept aside, and run again from the classifier it should start from
-                aside = self.out / 'runs' / 'stale' / path.name
-                aside.parent.mkdir(exist_ok=True)
-                path.replace(aside)
-                self.log(f'[{i + 1}/{len(runs)}] {name}: {why}; moved to {aside}, rerun')
+            if path.exists():
+                text = path.read_text()
+                why = self.stale(name, json.loads(text))
+                if why:  # kept aside, and run again
+                    self.log(f'[{i + 1}/{len(runs)}] {name} {why}; '
+                             f'{self.set_aside(name, text)}; running it again')
             if path.exists():
                 self.log(f'[{i + 1}/{len(runs)}] {name}: done before, kept')
             else:
@@ -305,21 +349,15 @@ class ProvingGround:
             results[name] = json.loads(path.read_text())
         return results
 
-    def stale_or_missing(self, result: dict) -> Optional[str]:
-        try:
-            return self.stale(result)
-        except RuntimeError as e:  # its classifier has not run
-            return str(e)
-
     def finished(self) -> Dict[str, dict]:
-        """Every run kept in DIR/runs, by name, less dense runs made from a classifier their
-        model and seed no longer have (named in the log); pretraining and detection runs
-        that did not store their FLOPs get them counted on a fresh model."""
+        """Every run kept in DIR/runs, by name, less stale ones (``stale``; named in the
+        log); pretraining and detection runs that did not store their FLOPs get them
+        counted on a fresh model."""
         out = {}
         for path in sorted((self.out / 'runs').glob('*.json')):
             stage, _, rest = path.stem.partition('-')
             name, r = stage if not rest else f'{stage}/{rest}', json.loads(path.read_text())
-            why = self.stale_or_missing(r) if stage in DENSE else None
+            why = self.stale(name, r)
             if why:
                 self.log(f'{name} left out of the tables: {why}')
                 continue
@@ -339,11 +377,6 @@ def only_models(budget: Budget, models: Optional[Sequence[str]]) -> Budget:
         budget, seg_models=tuple(m for m in budget.seg_models if m[0] in models),
         aug_peers=tuple(m for m in budget.aug_peers if m in models),
         det_models=tuple(m for m in budget.det_models if m in models))
-
-
-def _recorded(init: dict) -> dict:
-    """What a dense run stores of the classifier it started from."""
-    return dict(run=init['run'], sha256=init['sha256'])
 
 
 def seg_name(model: str, mode: Optional[str], aug: bool, seed: int) -> str:

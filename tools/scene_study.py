@@ -49,17 +49,16 @@ def normalise(images: np.ndarray) -> torch.Tensor:
     return (torch.from_numpy(np.ascontiguousarray(images)).float()[:, None] - MEAN) / STD
 
 
-def load_state(path: Path, model: torch.nn.Module,
-               opt: Optional[torch.optim.Optimizer]) -> Optional[dict]:
-    """Restore ``model`` (and ``opt`` where the state has one) from the training state at
-    ``path``, read by the checked loader; the state dict, or None when there is none."""
-    if not path.exists():
-        return None
-    state = read_checkpoint(str(path))
+def read_state(path: Path) -> Optional[dict]:
+    """The training state at ``path`` (read by the checked loader), or None."""
+    return read_checkpoint(str(path)) if path.exists() else None
+
+
+def restore(state: dict, model: torch.nn.Module, opt: Optional[torch.optim.Optimizer]) -> None:
+    """Load ``state``'s weights into ``model`` (and its optimizer into ``opt``, if both)."""
     model.load_state_dict(state['model'])
     if opt is not None and 'optimizer' in state:
         opt.load_state_dict(state['optimizer'])
-    return state
 
 
 def save_state(path: Path, model: torch.nn.Module, opt: Optional[torch.optim.Optimizer],
@@ -196,11 +195,12 @@ def pretrain(model_name: str, seed: int, recipe: PretrainRecipe, work: Path,
     total, warmup = recipe.epochs * steps_per_epoch, recipe.warmup_epochs * steps_per_epoch
     history, start = [], 0
     state_path = work / 'state.pth'
-    state = load_state(state_path, model, opt)
+    state = read_state(state_path)
     if state is not None:
         if state.get('recipe', dataclasses.asdict(recipe)) != dataclasses.asdict(recipe):
             raise RuntimeError(f'{state_path} was trained with {state["recipe"]}, not '
                                f'{dataclasses.asdict(recipe)}: use another --out')
+        restore(state, model, opt)
         history, start = state['history'], int(state['epoch'])
         log(f'  resumed {model_name} seed {seed} after epoch {start}')
     for epoch in range(start, recipe.epochs):
@@ -373,17 +373,20 @@ def train_dense(model: torch.nn.Module, loss_of_batch: Callable[[np.random.Gener
     ``loss_of_batch(rng)`` draws iteration ``i``'s batch from ``rng = default_rng([seed, i])``
     and returns MMSeg/MMDet's loss dict. ``work/state.pth`` every ``checkpoint_every``
     iterations and at the end (weights only); a rerun resumes from it (and skips the
-    training when it is the final one) unless it started from another ``init`` (the
-    pretrained weights' sha256), which it refuses. Returns the loss curve [(iter, loss)]."""
+    training when it is the final one); a state started from another ``init`` (the
+    pretrained weights' sha256) is not resumed: the training starts over. Returns the
+    loss curve [(iter, loss)]."""
     opt = _optimizer(model, recipe)
     work.mkdir(parents=True, exist_ok=True)
     curve, start = [], 0
     state_path = work / 'state.pth'
-    state = load_state(state_path, model, opt)
+    state = read_state(state_path)
+    if state is not None and state.get('init') != init:
+        log(f'  {name}: {state_path} started from other weights ({state.get("init")}, not '
+            f'{init}); starting over')
+        state = None
     if state is not None:
-        if state.get('init') != init:
-            raise RuntimeError(f'{state_path} continues a training started from '
-                               f'{state.get("init")}, not {init}: delete it to start over')
+        restore(state, model, opt)
         curve, start = [tuple(c) for c in state['curve']], int(state['iter'])
         running = [float(v) for v in state.get('running', [])]
         log(f'  resumed {name} at iteration {start}')

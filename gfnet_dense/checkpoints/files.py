@@ -12,7 +12,10 @@ def save_atomic(obj, path) -> None:
     path = os.fspath(path)
     tmp = f'{path}.{os.getpid()}.tmp'  # per process: two writers never share one
     try:
-        torch.save(obj, tmp)
+        # through a file object: torch.save names the archive inside after a path it is
+        # given, so the temporary name would make equal weights differ in their bytes
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):  # torch.save failed (disk full, an unpicklable object)

@@ -1,5 +1,6 @@
 """tools/proving_report.py and the plan of tools/proving_ground.py on synthetic runs shaped
 like those the proving ground writes (no training)."""
+import dataclasses
 import json
 import os.path as osp
 import sys
@@ -11,6 +12,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import proving_ground  # noqa: E402
 import proving_report  # noqa: E402
+from gfnet_dense.checkpoints import file_sha256  # noqa: E402
 
 CANVASES = ('64x64', '128x128')
 SCALES = ('0.5x', '1.0x')
@@ -170,16 +172,19 @@ def test_plan_full_budget_names_and_order(tmp_path):
                      'det/gfnet_h_ti-s0']
 
 
-def _classifier(tmp_path, model, seed, weights=b'weights'):
-    """A finished pretraining run of ``model`` and ``seed``; its checkpoint's sha256."""
+def _classifier(tmp_path, model, seed, weights=b'weights', **changes):
+    """A finished pretraining run of ``model`` and ``seed`` under the full budget's recipe;
+    its checkpoint's sha256."""
     ckpt = tmp_path / 'pretrain' / f'{model}-s{seed}' / 'classifier.pth'
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.write_bytes(weights)
-    sha = proving_ground.E.file_sha256(ckpt)
+    sha = file_sha256(ckpt)
+    record = dict(dict(model=model, seed=seed, checkpoint=str(ckpt), sha256=sha, top1=90.0,
+                       params_m=1.0, gflops_32=0.1, history=[dict(epoch=1)],
+                       recipe=dataclasses.asdict(proving_ground.FULL.pretrain)), **changes)
     (tmp_path / 'runs').mkdir(exist_ok=True)
     (tmp_path / 'runs' / f'pretrain-{model}-s{seed}.json').write_text(json.dumps(
-        dict(model=model, seed=seed, checkpoint=str(ckpt), sha256=sha, top1=90.0,
-             params_m=1.0, gflops_32=0.1, history=[dict(epoch=1)])))
+        {k: v for k, v in record.items() if v is not None}))
     return sha
 
 
@@ -214,26 +219,63 @@ def test_runs_from_another_classifier_are_rerun_not_mixed(tmp_path):
     _seg_from(tmp_path, 'gfnet_h_ti', 'bicubic', 1, 30, old)
     _seg_from(tmp_path, 'gfnet_h_ti', 'bilinear', 1, 30, old)
     # seed 1's classifier trained again: both runs no longer belong to the tables
-    (tmp_path / 'runs' / 'pretrain-gfnet_h_ti-s1.json').unlink()
     new = _classifier(tmp_path, 'gfnet_h_ti', 1, b'seed 1 weights')
     logged = []
     ground.log = logged.append
     assert set(ground.finished()) == {'pretrain/gfnet_h_ti-s1'}
-    assert f'trained from classifier {old[:12]}, pretrain/gfnet_h_ti-s1 is {new[:12]}' in \
-        logged[0]
+    assert f'was trained from classifier {old[:12]}, pretrain/gfnet_h_ti-s1 is now ' \
+        f'{new[:12]}' in logged[0]
     rerun = dict(_seg('gfnet_h_ti', 'bicubic', False, 1, 40),
                  classifier=dict(run='pretrain/gfnet_h_ti-s1', sha256=new))
     ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s1', lambda: dict(rerun))]
     results = ground.run(['seg'])
     assert results['seg/gfnet_h_ti-bicubic-s1']['canvas']['64x64']['whole']['mIoU'] == 41
-    assert (tmp_path / 'runs' / 'stale' / 'seg-gfnet_h_ti-bicubic-s1.json').exists()
-    assert 'moved to' in logged[-2] and 'rerun' in logged[-2]
-    # a classifier file changed behind its run's back is refused, not used
+    assert len(list((tmp_path / 'runs' / 'stale').glob('seg-gfnet_h_ti-bicubic-s1-*.json'))) == 1
+    assert 'moved to' in logged[-2] and 'running it again' in logged[-2]
+    # the tables need the runs' records only, not the checkpoints (a copied folder)
     (tmp_path / 'pretrain' / 'gfnet_h_ti-s1' / 'classifier.pth').write_bytes(b'other')
+    assert 'seg/gfnet_h_ti-bicubic-s1' in ground.finished()
+    # but a classifier file changed behind its run's back is not trained from
     with pytest.raises(RuntimeError, match='is not the classifier pretrain/gfnet_h_ti-s1 wrote'):
         ground.classifier('gfnet_h_ti', 1)
+
+
+def test_a_classifier_of_another_recipe_is_set_aside_and_pretrained_again(tmp_path):
+    ground = _ground(tmp_path, proving_ground.FULL)
+    two = dataclasses.asdict(proving_ground.E.PretrainRecipe(epochs=2))
+    sha = _classifier(tmp_path, 'resnet18', 0, recipe=two)
+    _seg_from(tmp_path, 'resnet18', None, 0, 30, sha)
+    _classifier(tmp_path, 'gfnet_h_ti', 0, sha256=None)  # by an older proving ground
+    logged = []
+    ground.log = logged.append
+    assert set(ground.finished()) == set()
+    assert logged[0] == ('pretrain/gfnet_h_ti-s0 left out of the tables: records no sha256 '
+                         'of its classifier (an older proving ground)')
+    assert logged[1].startswith("pretrain/resnet18-s0 left out of the tables: was pretrained "
+                                "with {'epochs': 2")
+    assert logged[2].startswith('seg/resnet18-s0 left out of the tables: its classifier '
+                                'pretrain/resnet18-s0 was pretrained with')
+    with pytest.raises(RuntimeError, match='pretrain/resnet18-s0 was pretrained with .* run '
+                                           'the pretrain stage again'):
+        ground.classifier('resnet18', 0)
+    again = dict(model='resnet18', seed=0, recipe=dataclasses.asdict(ground.budget.pretrain),
+                 sha256='b' * 64, work='resnet18-s0')
+    ground.plan = lambda stages: [('pretrain/resnet18-s0', lambda: dict(again))]
+    assert ground.run(['pretrain'])['pretrain/resnet18-s0']['sha256'] == 'b' * 64
+    # the old record and its folder (checkpoint, state) are kept aside, not lost
+    aside = list((tmp_path / 'pretrain' / 'stale').glob('resnet18-s0-*'))
+    assert len(aside) == 1 and (aside[0] / 'classifier.pth').read_bytes() == b'weights'
+    assert len(list((tmp_path / 'runs' / 'stale').glob('pretrain-resnet18-s0-*.json'))) == 1
 
 
 def test_a_missing_classifier_names_its_stage(tmp_path):
     with pytest.raises(RuntimeError, match='pretrain/resnet18-s1 has not run yet'):
         _ground(tmp_path, proving_ground.QUICK).classifier('resnet18', 1)
+
+
+def test_plan_without_gfnet_has_no_gfnet_runs(tmp_path):
+    peers = proving_ground.only_models(proving_ground.FULL, ['resnet18'])
+    names = [n for n, _ in _ground(tmp_path, peers).plan(proving_ground.STAGES)]
+    assert not [n for n in names if 'gfnet' in n]
+    assert [n for n in names if n.endswith('-s0')] == [
+        'pretrain/resnet18-s0', 'seg/resnet18-s0', 'seg/resnet18-aug-s0', 'det/resnet18-s0']

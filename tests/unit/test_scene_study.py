@@ -122,13 +122,24 @@ def test_a_killed_training_resumes_exactly(tmp_path):
     assert torch.equal(again.fc.weight, plain.fc.weight)
 
 
-def test_a_training_started_from_another_classifier_is_not_resumed(tmp_path):
-    model, recipe = _Toy(), E.DenseRecipe(iters=4, warmup=1, checkpoint_every=2)
-    E.train_dense(model, model.loss, recipe, seed=0, work=tmp_path, log=lambda *_: None,
-                  init='aaaa')
-    with pytest.raises(RuntimeError, match='started from aaaa, not bbbb: delete it'):
-        E.train_dense(model, model.loss, recipe, seed=0, work=tmp_path, log=lambda *_: None,
-                      init='bbbb')
+def test_a_training_started_from_other_weights_starts_over(tmp_path):
+    recipe = E.DenseRecipe(iters=4, warmup=1, checkpoint_every=2)
+
+    def train(init, log=lambda *_: None):
+        torch.manual_seed(0)
+        model, calls = _Toy(), []
+        curve = E.train_dense(model, lambda rng: calls.append(1) or model.loss(rng), recipe,
+                              seed=0, work=tmp_path, log=log, init=init)
+        return model, curve, len(calls)
+    first, curve, calls = train('aaaa')
+    assert calls == 4
+    _, _, calls = train('aaaa')
+    assert calls == 0  # finished: not redone
+    logged = []
+    again, curve2, calls = train('bbbb', logged.append)
+    assert calls == 4 and curve2 == curve and 'started from other weights (aaaa, not bbbb)' \
+        in logged[0]
+    assert torch.equal(again.fc.weight, first.fc.weight)  # the same training from scratch
 
 
 def test_a_non_finite_loss_stops_the_run(tmp_path):
@@ -149,9 +160,19 @@ def test_dense_models_are_the_libraries_bases_with_our_changes():
     assert seg.decode_head.num_classes == E.NUM_CLASSES and seg.decode_head.channels == 64
     assert seg.neck.lateral_convs[0].conv.in_channels == E.CHANNELS['resnet18'][0]
     assert seg.test_cfg == dict(mode='whole')
+    head = seg.decode_head  # what the base sets and we keep (pinned MMSeg)
+    assert head.feature_strides == [4, 8, 16, 32] and head.dropout.p == 0.1
+    assert not head.loss_decode.use_sigmoid and head.loss_decode.loss_weight == 1.0
     det = E.detector('resnet18', None, None)
     assert type(det.data_preprocessor) is BaseDataPreprocessor
     assert det.bbox_head.num_classes == E.NUM_CLASSES - 1 and det.bbox_head.stacked_convs == 2
     assert det.bbox_head.prior_generator.octave_base_scale == 3
     assert det.neck.start_level == 0 and det.neck.num_outs == 5
-    assert det.bbox_head.test_cfg['score_thr'] == 0.05  # MMDet's, kept
+    head = det.bbox_head  # what the base sets and we keep (pinned MMDet)
+    assert head.prior_generator.ratios.tolist() == [0.5, 1.0, 2.0]
+    assert [s[0] for s in head.prior_generator.strides] == [8, 16, 32, 64, 128]
+    assert (head.assigner.pos_iou_thr, head.assigner.neg_iou_thr) == (0.5, 0.4)
+    assert (head.loss_cls.gamma, head.loss_cls.alpha) == (2.0, 0.25)
+    assert type(head.loss_bbox).__name__ == 'L1Loss'
+    assert head.test_cfg['score_thr'] == 0.05 and head.test_cfg['max_per_img'] == 100
+    assert head.test_cfg['nms'] == dict(type='nms', iou_threshold=0.5)

@@ -30,3 +30,12 @@ def test_file_sha256_is_the_digest_of_the_bytes(tmp_path):
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
     assert file_sha256(str(path)) == file_sha256(path)
+
+
+def test_equal_objects_saved_by_different_processes_have_equal_bytes(tmp_path, monkeypatch):
+    """The sha256 names the weights: the temporary file's name (with the pid) stays out."""
+    state = dict(w=torch.arange(6.0).reshape(2, 3))
+    save_atomic(state, tmp_path / 'a.pth')
+    monkeypatch.setattr('os.getpid', lambda: 99999)
+    save_atomic(state, tmp_path / 'b.pth')
+    assert file_sha256(tmp_path / 'a.pth') == file_sha256(tmp_path / 'b.pth')
