@@ -236,7 +236,7 @@ class ProvingGround:
         recipe = dataclasses.replace(self.budget.seg,
                                      resize_range=RANDOM_RESIZE if aug else None)
         init, checkpoint = self.classifier(model, seed)
-        net = E.segmentor(model, checkpoint, mode)
+        net = E.segmentor(model, checkpoint, mode, seed=seed)
         curve = E.train_dense(net, E.seg_loss_fn(net, self.train_scenes(), recipe), recipe, seed,
                               self.out / 'seg' / name, self.log, name, init=init['sha256'])
         canvas = {}
@@ -255,7 +255,7 @@ class ProvingGround:
     def detect(self, model: str, mode: Optional[str], seed: int) -> dict:
         name = f'{model}-s{seed}'
         init, checkpoint = self.classifier(model, seed)
-        net = E.detector(model, checkpoint, mode)
+        net = E.detector(model, checkpoint, mode, seed=seed)
         curve = E.train_dense(net, E.det_loss_fn(net, self.train_scenes(), self.budget.det),
                               self.budget.det, seed, self.out / 'det' / name, self.log, name,
                               init=init['sha256'])

@@ -275,11 +275,13 @@ def backbone_cfg(model: str, checkpoint: Optional[str], mode: Optional[str],
                 out_indices=tuple(i - 4 for i in out_indices), init_cfg=init)
 
 
-def segmentor(model: str, checkpoint: Optional[str], mode: Optional[str], width: int = 64):
+def segmentor(model: str, checkpoint: Optional[str], mode: Optional[str], width: int = 64,
+              seed: Optional[int] = None):
     """Semantic FPN: MMSeg's ``fpn_r50`` with our backbone, FPN and head ``width``
     channels, BN, and no data preprocessor (the scenes come normalised) or ImageNet
-    ResNet weights (the backbone has its own ``init_cfg``)."""
-    return _build_from_base('mmseg', '_base_/models/fpn_r50.py', dict(
+    ResNet weights (the backbone has its own ``init_cfg``). ``seed``: see
+    ``_build_from_base``."""
+    return _build_from_base('mmseg', '_base_/models/fpn_r50.py', seed, dict(
         data_preprocessor=None, pretrained=None,
         backbone=dict(_delete_=True, **backbone_cfg(model, checkpoint, mode)),
         neck=dict(in_channels=list(CHANNELS[model]), out_channels=width),
@@ -287,12 +289,13 @@ def segmentor(model: str, checkpoint: Optional[str], mode: Optional[str], width:
                          norm_cfg=dict(type='BN', requires_grad=True))))
 
 
-def detector(model: str, checkpoint: Optional[str], mode: Optional[str], width: int = 96):
+def detector(model: str, checkpoint: Optional[str], mode: Optional[str], width: int = 96,
+             seed: Optional[int] = None):
     """RetinaNet: MMDet's ``retinanet_r50_fpn`` on the backbone's stride 8/16/32 outputs
     (FPN from its first level), narrowed to ``width`` channels and 2 stacked convs, no
     data preprocessor. Anchors start at 3x the stride (24-38 px at P3, MMDet's 4x would
-    start at 32) for garment boxes of about 15-30 px."""
-    return _build_from_base('mmdet', '_base_/models/retinanet_r50_fpn.py', dict(
+    start at 32) for garment boxes of about 15-30 px. ``seed``: see ``_build_from_base``."""
+    return _build_from_base('mmdet', '_base_/models/retinanet_r50_fpn.py', seed, dict(
         data_preprocessor=None,
         backbone=dict(_delete_=True, **backbone_cfg(model, checkpoint, mode, (1, 2, 3))),
         neck=dict(in_channels=list(CHANNELS[model][1:]), out_channels=width, start_level=0),
@@ -300,9 +303,12 @@ def detector(model: str, checkpoint: Optional[str], mode: Optional[str], width: 
                        feat_channels=width, anchor_generator=dict(octave_base_scale=3))))
 
 
-def _build_from_base(scope: str, base: str, changes: dict) -> torch.nn.Module:
+def _build_from_base(scope: str, base: str, seed: Optional[int],
+                     changes: dict) -> torch.nn.Module:
     """The model of ``{scope}::{base}`` with ``changes`` merged in (MMEngine's rules:
-    ``_delete_`` replaces a dict), built in ``scope`` and initialised."""
+    ``_delete_`` replaces a dict), built in ``scope`` and initialised; from torch's
+    generator seeded with ``seed`` where given (the weights then do not depend on what
+    the process drew before), else from its current state."""
     from mmengine.config import Config
     from mmengine.registry import MODELS as ROOT, init_default_scope
 
@@ -310,6 +316,8 @@ def _build_from_base(scope: str, base: str, changes: dict) -> torch.nn.Module:
     cfg = Config.fromstring(f'_base_ = ["{scope}::{base}"]', file_format='.py')
     cfg.merge_from_dict(dict(model=changes))
     init_default_scope(scope)
+    if seed is not None:
+        torch.manual_seed(seed)
     model = ROOT.build(cfg.model)
     _quiet_init(model)
     return model

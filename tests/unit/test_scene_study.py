@@ -176,3 +176,14 @@ def test_dense_models_are_the_libraries_bases_with_our_changes():
     assert type(head.loss_bbox).__name__ == 'L1Loss'
     assert head.test_cfg['score_thr'] == 0.05 and head.test_cfg['max_per_img'] == 100
     assert head.test_cfg['nms'] == dict(type='nms', iou_threshold=0.5)
+
+
+def test_dense_models_are_seeded_whatever_the_process_drew_before():
+    """A resumed full run builds seed s's head as an uninterrupted one does."""
+    first = E.segmentor('resnet18', None, None, seed=1).state_dict()
+    torch.rand(100)  # a process that pretrained, evaluated, ... before
+    again = E.segmentor('resnet18', None, None, seed=1).state_dict()
+    other = E.segmentor('resnet18', None, None, seed=2).state_dict()
+    head = 'decode_head.conv_seg.weight'
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first[head], other[head])
