@@ -88,7 +88,7 @@ FULL = Budget(
     scales=(0.5, 0.75, 1.0, 1.5, 2.0), scale_scenes=64, det_val=128)
 QUICK = Budget(
     num_train=400, seeds=(0,), pretrain=E.PretrainRecipe(epochs=1, train_per_class=1000),
-    seg=E.DenseRecipe(iters=250, batch=32, head_lr_mult=10),
+    seg=E.DenseRecipe(iters=400, batch=16, head_lr_mult=10),
     det=E.DenseRecipe(iters=150, batch=4, lr=3e-4, weight_decay=0.05),
     seg_models=((GFNET, 'bicubic'),), scale_aug=False, aug_peers=(), det_models=(GFNET,),
     canvases=((64, 64, 64), (128, 128, 16), (64, 256, 16)), scales=(1.0,), scale_scenes=16,

@@ -65,12 +65,12 @@ def test_pretraining_feeds_the_backbones(quick):
 
 
 # margins over the best baseline of the same validation set, about half of the lowest
-# measured. The run is deterministic for its thread count, but another CPU rounds
-# differently, and rounding alone moves a 250-iteration training: the same run with the
-# filter gradient summed in another order (commit 7db81e9) measured +3.81 to +5.03 mIoU,
-# before it +5.94 to +6.71
-SEG_MARGIN = 2.0  # mIoU points
-DET_MARGIN = 8.0  # mAP@50 points over the box prior; measured 18.88 (19.32 before) vs 0.27
+# measured. The run is deterministic for its thread count, but a short training is
+# chaotic: a CPU that rounds differently draws, in effect, another seed. Measured with
+# this budget (400 iterations of 16 crops): seed 0 +12.08 to +13.71 mIoU, seeds 1 and 2
+# +9.78 to +14.01 (whole image); with 250 iterations of 32 crops +2.25 to +10.74
+SEG_MARGIN = 5.0  # mIoU points
+DET_MARGIN = 8.0  # mAP@50 points over the box prior; measured 18.26 (18.88, 19.32 before) vs 0.27
 
 
 def test_segmentation_beats_the_best_baseline_everywhere(quick):
