@@ -333,24 +333,24 @@ def draw_detection(image, cfg, checkpoint, out, device, score_thr):
     return result
 
 
-def _pixel_count(text: str) -> int:
+def _number(text: str, smallest: float, inclusive: bool, what: str) -> float:
+    """``text`` as a finite number at or above (``inclusive``) or above ``smallest``, for
+    argparse; else one line naming ``what`` it should have been."""
     try:
         value = float(text)
     except ValueError:
         value = float('nan')
-    if not (1 <= value < float('inf')):
-        raise argparse.ArgumentTypeError(f'{text!r} is not a pixel count (e.g. 40e6)')
-    return int(value)
+    if not ((value >= smallest if inclusive else value > smallest) and value < float('inf')):
+        raise argparse.ArgumentTypeError(f'{text!r} is not {what}')
+    return value
+
+
+def _pixel_count(text: str) -> int:
+    return int(_number(text, 1, True, 'a pixel count (e.g. 40e6)'))
 
 
 def _gigabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float('nan')
-    if not (0 < value < float('inf')):
-        raise argparse.ArgumentTypeError(f'{text!r} is not a size in GB (e.g. 8)')
-    return value
+    return _number(text, 0, False, 'a size in GB (e.g. 8)')
 
 
 def main(argv=None):

@@ -351,8 +351,7 @@ class ProvingGround:
 
     def finished(self) -> Dict[str, dict]:
         """Every run kept in DIR/runs, by name, less stale ones (``stale``; named in the
-        log); pretraining and detection runs that did not store their FLOPs get them
-        counted on a fresh model."""
+        log)."""
         out = {}
         for path in sorted((self.out / 'runs').glob('*.json')):
             stage, _, rest = path.stem.partition('-')
@@ -362,10 +361,6 @@ class ProvingGround:
                 self.log(f'{name} left out of the tables: {why}')
                 continue
             out[name] = r
-            if stage == 'pretrain' and 'gflops_32' not in r:
-                r['gflops_32'] = model_gflops('pretrain', r['model'], None)
-            elif stage == 'det' and 'gflops_128' not in r:
-                r['gflops_128'] = model_gflops('det', r['model'], r['filter_resize'])
         return out
 
 
@@ -381,15 +376,6 @@ def only_models(budget: Budget, models: Optional[Sequence[str]]) -> Budget:
 
 def seg_name(model: str, mode: Optional[str], aug: bool, seed: int) -> str:
     return (f'{model}-{mode}' if model == GFNET else model) + ('-aug' if aug else '') + f'-s{seed}'
-
-
-@functools.lru_cache(maxsize=None)
-def model_gflops(stage: str, model: str, mode: Optional[str]) -> float:
-    """GFLOPs of a fresh classifier at 32x32 (``stage='pretrain'``) or RetinaNet at
-    128x128 (``'det'``), for runs that did not store theirs."""
-    if stage == 'pretrain':
-        return E.gflops(E.classifier(model), E.PRETRAIN_SIZE)
-    return E.gflops(E.detector(model, None, mode), TRAIN_SPEC.canvas_hw[0])
 
 
 def _clock(seconds: float) -> str:
