@@ -206,6 +206,9 @@ class ProvingGround:
         why = self.stale(run, r)
         if why:
             raise RuntimeError(f'{run} {why}: run the pretrain stage again')
+        if not Path(r['checkpoint']).is_file():
+            raise RuntimeError(f'{run}: its checkpoint {r["checkpoint"]} is gone (records copied '
+                               f'without it): delete {self.run_path(run)} to pretrain it again')
         sha = file_sha256(r['checkpoint'])
         if sha != r['sha256']:
             raise RuntimeError(f'{r["checkpoint"]} is not the classifier {run} wrote (sha256 '
@@ -312,13 +315,14 @@ class ProvingGround:
                 dense += [(m, seed, f'det/{m}-s{seed}',
                            lambda a=(m, 'bicubic' if m == GFNET else None, seed): self.detect(*a))
                           for m in b.det_models]
-        # each classifier (one per model and seed) is pretrained just before the first run
-        # that starts from it, so that a partial run has complete rows for the first seeds
+        # one block per seed and model: its classifier, then every run that starts from it,
+        # so that a finished block needs its classifier no more and its records alone carry
+        # it to another machine (seed 0 of every model first)
+        models = list(dict.fromkeys([m for m, _ in b.seg_models] + list(b.aug_peers)
+                                    + list(b.det_models)))
+        dense.sort(key=lambda d: (b.seeds.index(d[1]), models.index(d[0])))
         if 'pretrain' in stages:
-            models = dict.fromkeys([m for m, _ in b.seg_models] + list(b.aug_peers)
-                                   + list(b.det_models))
-            wanted = [(m, s) for m, s, _, _ in dense] + [(m, s) for s in b.seeds for m in models]
-            for m, s in dict.fromkeys(wanted):
+            for m, s in [(m, s) for s in b.seeds for m in models]:
                 first = next((i for i, d in enumerate(dense) if d[:2] == (m, s)), len(dense))
                 dense.insert(first, (m, s, f'pretrain/{m}-s{s}',
                                      lambda a=(m, s): self.pretrain(*a)))

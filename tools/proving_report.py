@@ -106,7 +106,8 @@ def summarise(results: Dict[str, dict]) -> dict:
                                  scale={k: seg_summary(runs, 'scale', k) for k in r0['scale']})
     for cfg, runs in group(results, 'det/').items():
         out['det'][cfg] = dict(label=label(runs[0]), params_m=runs[0]['params_m'],
-                               gflops_128=runs[0].get('gflops_128', '-'), iters=runs[0]['iters'], seeds=sorted(r['seed'] for r in runs),
+                               gflops_128=runs[0].get('gflops_128', '-'), iters=runs[0]['iters'],
+                               seeds=sorted(r['seed'] for r in runs),
                                mAP50=spread([r['bbox_mAP_50'] for r in runs]),
                                mAP=spread([r['bbox_mAP'] for r in runs]))
     if base:

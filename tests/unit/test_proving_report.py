@@ -142,20 +142,20 @@ def _ground(tmp_path, budget):
 
 def test_plan_full_budget_names_and_order(tmp_path):
     names = [n for n, _ in _ground(tmp_path, proving_ground.FULL).plan(proving_ground.STAGES)]
-    # each classifier just before its model's first dense run; seed 0 of everything first
-    assert names[:16] == [
+    # one block per seed and model: its classifier, then every run from it; seed 0 first
+    assert names[:18] == [
         'baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
-        'seg/gfnet_h_ti-bilinear-s0', 'seg/gfnet_h_ti-spatial-s0', 'pretrain/resnet18-s0',
-        'seg/resnet18-s0', 'pretrain/convnext_nano-s0', 'seg/convnext_nano-s0',
-        'pretrain/pvt_v2_b1-s0', 'seg/pvt_v2_b1-s0', 'seg/gfnet_h_ti-best-aug-s0',
-        'seg/resnet18-aug-s0', 'seg/convnext_nano-aug-s0', 'seg/pvt_v2_b1-aug-s0',
-        'det/gfnet_h_ti-s0']
+        'seg/gfnet_h_ti-bilinear-s0', 'seg/gfnet_h_ti-spatial-s0', 'seg/gfnet_h_ti-best-aug-s0',
+        'det/gfnet_h_ti-s0', 'pretrain/resnet18-s0', 'seg/resnet18-s0', 'seg/resnet18-aug-s0',
+        'det/resnet18-s0', 'pretrain/convnext_nano-s0', 'seg/convnext_nano-s0',
+        'seg/convnext_nano-aug-s0', 'pretrain/pvt_v2_b1-s0', 'seg/pvt_v2_b1-s0',
+        'seg/pvt_v2_b1-aug-s0', 'pretrain/gfnet_h_ti-s1']
     dense_s0 = [n for n in names if n.endswith('-s0') and not n.startswith('pretrain')]
     assert len(dense_s0) == 12 and len(names) == 1 + 3 * (4 + 12)
     # one classifier per model and seed, before the first run that starts from it
     assert [n for n in names if n.endswith('-s2')][:6] == [
         'pretrain/gfnet_h_ti-s2', 'seg/gfnet_h_ti-bicubic-s2', 'seg/gfnet_h_ti-bilinear-s2',
-        'seg/gfnet_h_ti-spatial-s2', 'pretrain/resnet18-s2', 'seg/resnet18-s2']
+        'seg/gfnet_h_ti-spatial-s2', 'seg/gfnet_h_ti-best-aug-s2', 'det/gfnet_h_ti-s2']
     only_pretrain = [n for n, _ in _ground(tmp_path, proving_ground.FULL).plan(['pretrain'])]
     assert len(only_pretrain) == 12 and only_pretrain[:5] == [
         'pretrain/gfnet_h_ti-s0', 'pretrain/resnet18-s0', 'pretrain/convnext_nano-s0',
@@ -164,9 +164,8 @@ def test_plan_full_budget_names_and_order(tmp_path):
     names = [n for n, _ in _ground(tmp_path, some).plan(proving_ground.STAGES)]
     assert [n for n in names if n.endswith('-s0')] == [
         'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0', 'seg/gfnet_h_ti-bilinear-s0',
-        'seg/gfnet_h_ti-spatial-s0', 'pretrain/resnet18-s0', 'seg/resnet18-s0',
-        'seg/gfnet_h_ti-best-aug-s0', 'seg/resnet18-aug-s0', 'det/gfnet_h_ti-s0',
-        'det/resnet18-s0']
+        'seg/gfnet_h_ti-spatial-s0', 'seg/gfnet_h_ti-best-aug-s0', 'det/gfnet_h_ti-s0',
+        'pretrain/resnet18-s0', 'seg/resnet18-s0', 'seg/resnet18-aug-s0', 'det/resnet18-s0']
     quick = [n for n, _ in _ground(tmp_path, proving_ground.QUICK).plan(proving_ground.STAGES)]
     assert quick == ['baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
                      'det/gfnet_h_ti-s0']
@@ -237,6 +236,10 @@ def test_runs_from_another_classifier_are_rerun_not_mixed(tmp_path):
     assert 'seg/gfnet_h_ti-bicubic-s1' in ground.finished()
     # but a classifier file changed behind its run's back is not trained from
     with pytest.raises(RuntimeError, match='is not the classifier pretrain/gfnet_h_ti-s1 wrote'):
+        ground.classifier('gfnet_h_ti', 1)
+    # records copied to another machine without the checkpoint: say so, not a bare OSError
+    (tmp_path / 'pretrain' / 'gfnet_h_ti-s1' / 'classifier.pth').unlink()
+    with pytest.raises(RuntimeError, match='classifier.pth is gone .* delete .*pretrain-gfnet'):
         ground.classifier('gfnet_h_ti', 1)
 
 
