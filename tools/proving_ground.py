@@ -2,6 +2,7 @@
 
     python tools/proving_ground.py --out DIR [--quick] [--stages STAGE ...] [--models M ...]
                                    [--background flat|noise|clutter] [--threads N] [--report]
+                                   [--records RECORDS_DIR]
 
 The data is Fashion-MNIST (Debian ``dataset-fashion-mnist``, fetched into
 ``$GFNET_DENSE_CACHE`` or ``~/.cache/gfnet_dense`` on first use) and scenes composed of
@@ -29,13 +30,16 @@ garments' classes and extents, which a model learns in a CPU budget). Stages:
 Results: ``DIR/results.json``, ``DIR/results.md`` and plots in DIR (``--report`` redraws
 them from the finished runs). Every finished run is kept in ``DIR/runs/``; running the
 command again skips them and resumes an interrupted training from its last checkpoint.
-Runs are deterministic for a given ``--threads``.
+Runs are deterministic for a given ``--threads``. The runs go in blocks, one per seed and
+model (the classifier, then every run from it); ``--records`` copies each finished block's
+records to a folder and takes them from it, so that a run goes on on another machine.
 """
 import argparse
 import dataclasses
 import functools
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -101,8 +105,9 @@ def canvas_key(h: int, w: int) -> str:
 
 class ProvingGround:
     def __init__(self, out: Path, budget: Budget, log: Callable[[str], None] = print,
-                 spec: S.SceneSpec = TRAIN_SPEC):
+                 spec: S.SceneSpec = TRAIN_SPEC, records: Optional[Path] = None):
         self.out, self.budget, self.log, self.spec = out, budget, log, spec
+        self.records = records  # finished blocks' records, read at start, copied when done
         self.cache = cache_dir() / 'datasets' / 'fmnist_scenes'
         self._arrays: Dict[tuple, dict] = {}
 
@@ -328,8 +333,40 @@ class ProvingGround:
                                      lambda a=(m, s): self.pretrain(*a)))
         return runs + [(name, action) for _, _, name, action in dense]
 
+    def block(self, name: str) -> Tuple[str, ...]:
+        """The block of run ``name``: ``(model, seed)`` for a classifier and the runs that
+        start from it, ``(name,)`` for the rest."""
+        stage, _, rest = name.partition('/')
+        if stage not in ('pretrain',) + DENSE:
+            return (name,)
+        model = max((m for m in (GFNET,) + E.PEERS if rest.startswith(m + '-')), key=len)
+        return model, rest.rsplit('-s', 1)[1]
+
+    def import_records(self) -> None:
+        """Copy the records in ``self.records`` that DIR/runs does not have into it."""
+        if self.records is None or not self.records.is_dir():
+            return
+        (self.out / 'runs').mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.records.glob('*.json')):
+            if not (self.out / 'runs' / path.name).exists():
+                shutil.copy2(path, self.out / 'runs' / path.name)
+                self.log(f'{path.name}: taken from {self.records}')
+
+    def export_block(self, names: Sequence[str]) -> None:
+        """Copy the records of ``names`` to ``self.records`` when every one has run."""
+        if self.records is None or not all(self.run_path(n).exists() for n in names):
+            return
+        self.records.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            shutil.copy2(self.run_path(n), self.records / self.run_path(n).name)
+        self.log(f'block {"/".join(self.block(names[0]))}: records copied to {self.records}')
+
     def run(self, stages: Sequence[str]) -> Dict[str, dict]:
+        self.import_records()
         runs, results, started = self.plan(stages), {}, time.time()
+        blocks: Dict[tuple, List[str]] = {}
+        for name, _ in runs:
+            blocks.setdefault(self.block(name), []).append(name)
         for i, (name, action) in enumerate(runs):
             path = self.run_path(name)
             if path.exists():
@@ -351,6 +388,8 @@ class ProvingGround:
                 (self.out / name.split('/')[0] / result.get('work', '-') / 'state.pth'
                  ).unlink(missing_ok=True)
             results[name] = json.loads(path.read_text())
+            if name == blocks[self.block(name)][-1]:
+                self.export_block(blocks[self.block(name)])
         return results
 
     def finished(self) -> Dict[str, dict]:
@@ -401,6 +440,11 @@ def parse_args(argv=None):
                         'intensity rule finds the garments; learns far slower) or clutter')
     parser.add_argument('--threads', type=int, default=2,
                         help='torch threads (results are reproducible for a given number)')
+    parser.add_argument('--records', default=None,
+                        help='a folder of finished blocks\' records (docs/proving_ground/runs for '
+                        'the full run): runs found there are not run again, and each block\'s '
+                        'records are copied there when it finishes, so a run goes on on another '
+                        'machine')
     parser.add_argument('--report', action='store_true',
                         help='only redraw the tables and plots from the finished runs')
     return parser.parse_args(argv)
@@ -411,10 +455,13 @@ def main(argv=None) -> dict:
     out = Path(args.out).resolve()
     budget = only_models(QUICK if args.quick else FULL, args.models)
     ground = ProvingGround(out, budget, log=functools.partial(print, flush=True),  # to a file too
-                           spec=dataclasses.replace(TRAIN_SPEC, background=args.background))
+                           spec=dataclasses.replace(TRAIN_SPEC, background=args.background),
+                           records=Path(args.records).resolve() if args.records else None)
     E.set_threads(args.threads)
     started = time.time()
-    if not args.report:
+    if args.report:
+        ground.import_records()
+    else:
         try:
             ground.run([s for s in STAGES if s in args.stages])
         except RealDataUnavailable as e:

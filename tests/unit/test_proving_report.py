@@ -282,3 +282,35 @@ def test_plan_without_gfnet_has_no_gfnet_runs(tmp_path):
     assert not [n for n in names if 'gfnet' in n]
     assert [n for n in names if n.endswith('-s0')] == [
         'pretrain/resnet18-s0', 'seg/resnet18-s0', 'seg/resnet18-aug-s0', 'det/resnet18-s0']
+
+
+def test_blocks_carry_a_run_to_another_machine(tmp_path):
+    """--records: a block's records are copied out only once all of them ran; another
+    results folder with those records runs none of them again."""
+    records = tmp_path / 'records'
+    ground = proving_ground.ProvingGround(tmp_path / 'a', proving_ground.FULL,
+                                          log=lambda *_: None, records=records)
+    assert ground.block('seg/gfnet_h_ti-best-aug-s2') == ('gfnet_h_ti', '2')
+    assert ground.block('det/resnet18-s0') == ground.block('pretrain/resnet18-s0')
+    assert ground.block('baselines') == ('baselines',)
+    sha = 'a' * 64
+    made = dict(classifier=dict(run='pretrain/resnet18-s0', sha256=sha), model='resnet18', seed=0)
+    actions = {'baselines': lambda: dict(cls={}),
+               'pretrain/resnet18-s0': lambda: dict(
+                   model='resnet18', seed=0, sha256=sha,
+                   recipe=dataclasses.asdict(proving_ground.FULL.pretrain)),
+               'seg/resnet18-s0': lambda: dict(made),
+               'seg/resnet18-aug-s0': lambda: 1 / 0}  # killed inside the block
+    ground.plan = lambda stages: list(actions.items())
+    with pytest.raises(ZeroDivisionError):
+        ground.run(proving_ground.STAGES)
+    assert sorted(p.name for p in records.glob('*.json')) == ['baselines.json']
+    actions['seg/resnet18-aug-s0'] = lambda: dict(made)
+    ground.run(proving_ground.STAGES)
+    assert len(list(records.glob('*.json'))) == 4
+    # a fresh machine: nothing runs again, and the results are the same records
+    other = proving_ground.ProvingGround(tmp_path / 'b', proving_ground.FULL,
+                                         log=lambda *_: None, records=records)
+    other.plan = lambda stages: [(n, lambda: 1 / 0) for n in actions]
+    again = other.run(proving_ground.STAGES)
+    assert again == ground.run(proving_ground.STAGES) and set(again) == set(actions)
