@@ -42,7 +42,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -101,6 +101,13 @@ QUICK = Budget(
 
 def canvas_key(h: int, w: int) -> str:
     return f'{h}x{w}'
+
+
+class Planned(NamedTuple):
+    """One run of the plan: its name (``stage/...``), its block and what runs it."""
+    name: str
+    block: str
+    action: Callable[[], dict]
 
 
 class ProvingGround:
@@ -299,10 +306,12 @@ class ProvingGround:
                 means[mode] = np.mean([c['whole']['mIoU'] for c in r['canvas'].values()])
         return max(means, key=means.get)
 
-    def plan(self, stages: Sequence[str]) -> List[Tuple[str, Callable[[], dict]]]:
+    def plan(self, stages: Sequence[str]) -> List['Planned']:
+        """The runs of ``stages`` in order, each with its block (``model/seed``: a
+        classifier and every run that starts from it; ``baselines`` alone)."""
         b, runs = self.budget, []
         if 'baselines' in stages:
-            runs.append(('baselines', self.baselines))
+            runs.append(Planned('baselines', 'baselines', self.baselines))
         dense = []  # (model, seed, name, action)
         for seed in b.seeds:
             if 'seg' in stages:
@@ -331,16 +340,7 @@ class ProvingGround:
                 first = next((i for i, d in enumerate(dense) if d[:2] == (m, s)), len(dense))
                 dense.insert(first, (m, s, f'pretrain/{m}-s{s}',
                                      lambda a=(m, s): self.pretrain(*a)))
-        return runs + [(name, action) for _, _, name, action in dense]
-
-    def block(self, name: str) -> Tuple[str, ...]:
-        """The block of run ``name``: ``(model, seed)`` for a classifier and the runs that
-        start from it, ``(name,)`` for the rest."""
-        stage, _, rest = name.partition('/')
-        if stage not in ('pretrain',) + DENSE:
-            return (name,)
-        model = max((m for m in (GFNET,) + E.PEERS if rest.startswith(m + '-')), key=len)
-        return model, rest.rsplit('-s', 1)[1]
+        return runs + [Planned(name, f'{m}/{s}', action) for m, s, name, action in dense]
 
     def import_records(self) -> None:
         """Copy the records in ``self.records`` that DIR/runs does not have into it."""
@@ -352,22 +352,22 @@ class ProvingGround:
                 shutil.copy2(path, self.out / 'runs' / path.name)
                 self.log(f'{path.name}: taken from {self.records}')
 
-    def export_block(self, names: Sequence[str]) -> None:
+    def export_block(self, block: str, names: Sequence[str]) -> None:
         """Copy the records of ``names`` to ``self.records`` when every one has run."""
         if self.records is None or not all(self.run_path(n).exists() for n in names):
             return
         self.records.mkdir(parents=True, exist_ok=True)
         for n in names:
             shutil.copy2(self.run_path(n), self.records / self.run_path(n).name)
-        self.log(f'block {"/".join(self.block(names[0]))}: records copied to {self.records}')
+        self.log(f'block {block}: records copied to {self.records}')
 
     def run(self, stages: Sequence[str]) -> Dict[str, dict]:
         self.import_records()
         runs, results, started = self.plan(stages), {}, time.time()
-        blocks: Dict[tuple, List[str]] = {}
-        for name, _ in runs:
-            blocks.setdefault(self.block(name), []).append(name)
-        for i, (name, action) in enumerate(runs):
+        blocks: Dict[str, List[str]] = {}
+        for name, block, _ in runs:
+            blocks.setdefault(block, []).append(name)
+        for i, (name, block, action) in enumerate(runs):
             path = self.run_path(name)
             if path.exists():
                 text = path.read_text()
@@ -388,8 +388,8 @@ class ProvingGround:
                 (self.out / name.split('/')[0] / result.get('work', '-') / 'state.pth'
                  ).unlink(missing_ok=True)
             results[name] = json.loads(path.read_text())
-            if name == blocks[self.block(name)][-1]:
-                self.export_block(blocks[self.block(name)])
+            if name == blocks[block][-1]:
+                self.export_block(block, blocks[block])
         return results
 
     def finished(self) -> Dict[str, dict]:

@@ -140,8 +140,14 @@ def _ground(tmp_path, budget):
     return proving_ground.ProvingGround(tmp_path, budget, log=lambda *_: None)
 
 
+def _plan(*runs):
+    """A stand-in for ``ProvingGround.plan``: ``runs`` are ``(name, action)``, each in a
+    block of its own."""
+    return lambda stages: [proving_ground.Planned(name, name, action) for name, action in runs]
+
+
 def test_plan_full_budget_names_and_order(tmp_path):
-    names = [n for n, _ in _ground(tmp_path, proving_ground.FULL).plan(proving_ground.STAGES)]
+    names = [p.name for p in _ground(tmp_path, proving_ground.FULL).plan(proving_ground.STAGES)]
     # one block per seed and model: its classifier, then every run from it; seed 0 first
     assert names[:18] == [
         'baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
@@ -156,17 +162,17 @@ def test_plan_full_budget_names_and_order(tmp_path):
     assert [n for n in names if n.endswith('-s2')][:6] == [
         'pretrain/gfnet_h_ti-s2', 'seg/gfnet_h_ti-bicubic-s2', 'seg/gfnet_h_ti-bilinear-s2',
         'seg/gfnet_h_ti-spatial-s2', 'seg/gfnet_h_ti-best-aug-s2', 'det/gfnet_h_ti-s2']
-    only_pretrain = [n for n, _ in _ground(tmp_path, proving_ground.FULL).plan(['pretrain'])]
+    only_pretrain = [p.name for p in _ground(tmp_path, proving_ground.FULL).plan(['pretrain'])]
     assert len(only_pretrain) == 12 and only_pretrain[:5] == [
         'pretrain/gfnet_h_ti-s0', 'pretrain/resnet18-s0', 'pretrain/convnext_nano-s0',
         'pretrain/pvt_v2_b1-s0', 'pretrain/gfnet_h_ti-s1']
     some = proving_ground.only_models(proving_ground.FULL, ['gfnet_h_ti', 'resnet18'])
-    names = [n for n, _ in _ground(tmp_path, some).plan(proving_ground.STAGES)]
+    names = [p.name for p in _ground(tmp_path, some).plan(proving_ground.STAGES)]
     assert [n for n in names if n.endswith('-s0')] == [
         'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0', 'seg/gfnet_h_ti-bilinear-s0',
         'seg/gfnet_h_ti-spatial-s0', 'seg/gfnet_h_ti-best-aug-s0', 'det/gfnet_h_ti-s0',
         'pretrain/resnet18-s0', 'seg/resnet18-s0', 'seg/resnet18-aug-s0', 'det/resnet18-s0']
-    quick = [n for n, _ in _ground(tmp_path, proving_ground.QUICK).plan(proving_ground.STAGES)]
+    quick = [p.name for p in _ground(tmp_path, proving_ground.QUICK).plan(proving_ground.STAGES)]
     assert quick == ['baselines', 'pretrain/gfnet_h_ti-s0', 'seg/gfnet_h_ti-bicubic-s0',
                      'det/gfnet_h_ti-s0']
 
@@ -201,8 +207,8 @@ def test_run_keeps_finished_runs_and_best_mode(tmp_path):
         _seg_from(tmp_path, 'gfnet_h_ti', mode, 0, miou, sha)
     assert ground.best_mode() == 'bilinear'
     calls = []
-    ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s0', lambda: calls.append(1)),
-                                  ('baselines', lambda: dict(cls={}))]
+    ground.plan = _plan(('seg/gfnet_h_ti-bicubic-s0', lambda: calls.append(1)),
+                        ('baselines', lambda: dict(cls={})))
     results = ground.run(['seg', 'baselines'])
     assert calls == [] and results['baselines'] == dict(cls={}, seconds=results[
         'baselines']['seconds'])
@@ -226,7 +232,7 @@ def test_runs_from_another_classifier_are_rerun_not_mixed(tmp_path):
         f'{new[:12]}' in logged[0]
     rerun = dict(_seg('gfnet_h_ti', 'bicubic', False, 1, 40),
                  classifier=dict(run='pretrain/gfnet_h_ti-s1', sha256=new))
-    ground.plan = lambda stages: [('seg/gfnet_h_ti-bicubic-s1', lambda: dict(rerun))]
+    ground.plan = _plan(('seg/gfnet_h_ti-bicubic-s1', lambda: dict(rerun)))
     results = ground.run(['seg'])
     assert results['seg/gfnet_h_ti-bicubic-s1']['canvas']['64x64']['whole']['mIoU'] == 41
     assert len(list((tmp_path / 'runs' / 'stale').glob('seg-gfnet_h_ti-bicubic-s1-*.json'))) == 1
@@ -263,7 +269,7 @@ def test_a_classifier_of_another_recipe_is_set_aside_and_pretrained_again(tmp_pa
         ground.classifier('resnet18', 0)
     again = dict(model='resnet18', seed=0, recipe=dataclasses.asdict(ground.budget.pretrain),
                  sha256='b' * 64, work='resnet18-s0')
-    ground.plan = lambda stages: [('pretrain/resnet18-s0', lambda: dict(again))]
+    ground.plan = _plan(('pretrain/resnet18-s0', lambda: dict(again)))
     assert ground.run(['pretrain'])['pretrain/resnet18-s0']['sha256'] == 'b' * 64
     # the old record and its folder (checkpoint, state) are kept aside, not lost
     aside = list((tmp_path / 'pretrain' / 'stale').glob('resnet18-s0-*'))
@@ -278,7 +284,7 @@ def test_a_missing_classifier_names_its_stage(tmp_path):
 
 def test_plan_without_gfnet_has_no_gfnet_runs(tmp_path):
     peers = proving_ground.only_models(proving_ground.FULL, ['resnet18'])
-    names = [n for n, _ in _ground(tmp_path, peers).plan(proving_ground.STAGES)]
+    names = [p.name for p in _ground(tmp_path, peers).plan(proving_ground.STAGES)]
     assert not [n for n in names if 'gfnet' in n]
     assert [n for n in names if n.endswith('-s0')] == [
         'pretrain/resnet18-s0', 'seg/resnet18-s0', 'seg/resnet18-aug-s0', 'det/resnet18-s0']
@@ -290,9 +296,11 @@ def test_blocks_carry_a_run_to_another_machine(tmp_path):
     records = tmp_path / 'records'
     ground = proving_ground.ProvingGround(tmp_path / 'a', proving_ground.FULL,
                                           log=lambda *_: None, records=records)
-    assert ground.block('seg/gfnet_h_ti-best-aug-s2') == ('gfnet_h_ti', '2')
-    assert ground.block('det/resnet18-s0') == ground.block('pretrain/resnet18-s0')
-    assert ground.block('baselines') == ('baselines',)
+    blocks = {p.name: p.block for p in ground.plan(proving_ground.STAGES)}
+    assert (blocks['seg/gfnet_h_ti-best-aug-s2'] == blocks['pretrain/gfnet_h_ti-s2']
+            == 'gfnet_h_ti/2')
+    assert blocks['det/resnet18-s0'] == blocks['pretrain/resnet18-s0'] == 'resnet18/0'
+    assert blocks['baselines'] == 'baselines'
     sha = 'a' * 64
     made = dict(classifier=dict(run='pretrain/resnet18-s0', sha256=sha), model='resnet18', seed=0)
     actions = {'baselines': lambda: dict(cls={}),
@@ -301,7 +309,8 @@ def test_blocks_carry_a_run_to_another_machine(tmp_path):
                    recipe=dataclasses.asdict(proving_ground.FULL.pretrain)),
                'seg/resnet18-s0': lambda: dict(made),
                'seg/resnet18-aug-s0': lambda: 1 / 0}  # killed inside the block
-    ground.plan = lambda stages: list(actions.items())
+    ground.plan = lambda stages: [proving_ground.Planned(n, 'resnet18/0' if '/' in n else n, a)
+                                  for n, a in actions.items()]
     with pytest.raises(ZeroDivisionError):
         ground.run(proving_ground.STAGES)
     assert sorted(p.name for p in records.glob('*.json')) == ['baselines.json']
@@ -311,6 +320,6 @@ def test_blocks_carry_a_run_to_another_machine(tmp_path):
     # a fresh machine: nothing runs again, and the results are the same records
     other = proving_ground.ProvingGround(tmp_path / 'b', proving_ground.FULL,
                                          log=lambda *_: None, records=records)
-    other.plan = lambda stages: [(n, lambda: 1 / 0) for n in actions]
+    other.plan = lambda stages: [p._replace(action=lambda: 1 / 0) for p in ground.plan(stages)]
     again = other.run(proving_ground.STAGES)
     assert again == ground.run(proving_ground.STAGES) and set(again) == set(actions)
