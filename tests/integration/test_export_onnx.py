@@ -32,9 +32,22 @@ def _check(model, path, sizes, dynamic=True, example_size=(64, 64), dft_form='ma
     return diffs
 
 
-@pytest.mark.parametrize('resize', ['bicubic', 'bilinear', 'spatial'])
+@pytest.fixture(scope='module')
+def tiny_h_dynamic(tmp_path_factory):
+    """``(model, path)``: the tiny GFNet-H (bicubic) exported with symbolic batch, H and
+    W, checked at ``SIZES``. A dynamic export takes a minute or more on 2 cores, so the
+    tests that need this graph share it."""
+    torch.manual_seed(0)
+    model = GFNetH(arch=TINY_H, pretrain_img_size=64, filter_resize='bicubic').eval()
+    path = tmp_path_factory.mktemp('onnx') / 'gfnet_h.onnx'
+    _check(model, path, SIZES)
+    return model, path
+
+
+@pytest.mark.parametrize('resize', ['bilinear', 'spatial'])
 def test_gfnet_h_dynamic_every_filter_resize_mode(resize, tmp_path):
-    """Filters and pos_embed resized inside the graph, from the stored 16x16 grid."""
+    """Filters and pos_embed resized inside the graph, from the stored 16x16 grid (the
+    bicubic graph is ``tiny_h_dynamic``'s)."""
     torch.manual_seed(0)
     model = GFNetH(arch=TINY_H, pretrain_img_size=64, filter_resize=resize).eval()
     _check(model, tmp_path / 'gfnet_h.onnx', SIZES)
@@ -45,15 +58,13 @@ def _op_types(path):
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
-def test_both_fft_forms(tmp_path):
+def test_both_fft_forms(tiny_h_dynamic, tmp_path):
     """The default graph computes its FFTs with MatMul nodes on DFT matrices (no DFT
     node); ``dft_form='dft'`` keeps DFT nodes, the inverse in its Hermitian form,
     which ONNX Runtime runs at symbolic sizes too."""
-    torch.manual_seed(0)
-    model = GFNetH(arch=TINY_H, pretrain_img_size=64).eval()
-    _check(model, tmp_path / 'matmul.onnx', SIZES[:3])
+    model, matmul = tiny_h_dynamic
     _check(model, tmp_path / 'dft.onnx', SIZES[:3], dft_form='dft')
-    assert 'DFT' not in _op_types(tmp_path / 'matmul.onnx')
+    assert 'DFT' not in _op_types(matmul)
     assert 'DFT' in _op_types(tmp_path / 'dft.onnx')
 
 
@@ -74,10 +85,9 @@ def test_factored_form_in_fixed_size_exports_only(tmp_path, monkeypatch):
     assert len(calls) == traced
 
 
-def test_batch_is_symbolic_too(tmp_path):
-    model = GFNetH(arch=TINY_H, pretrain_img_size=64).eval()
-    _check(model, tmp_path / 'gfnet_h.onnx', [(64, 64)])
-    session = onnx_session(str(tmp_path / 'gfnet_h.onnx'))
+def test_batch_is_symbolic_too(tiny_h_dynamic):
+    model, path = tiny_h_dynamic
+    session = onnx_session(str(path))
     assert max_abs_diff(session, model, torch.randn(3, 3, 50, 70)) <= TOLERANCE
 
 
