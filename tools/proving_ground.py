@@ -306,7 +306,7 @@ class ProvingGround:
                 means[mode] = np.mean([c['whole']['mIoU'] for c in r['canvas'].values()])
         return max(means, key=means.get)
 
-    def plan(self, stages: Sequence[str]) -> List['Planned']:
+    def plan(self, stages: Sequence[str]) -> List[Planned]:
         """The runs of ``stages`` in order, each with its block (``model/seed``: a
         classifier and every run that starts from it; ``baselines`` alone)."""
         b, runs = self.budget, []
