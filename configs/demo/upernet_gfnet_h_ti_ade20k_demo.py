@@ -9,6 +9,8 @@ data_root = 'data/ade20k_demo'
 crop_size = (128, 128)
 scale = (512, 128)  # the base's (2048, 512) for 512 crops
 max_iters = 120
+# a short run from scratch depends on its seed (40 iterations: 59-80 mIoU over five)
+randomness = dict(seed=0)
 
 model = dict(
     data_preprocessor=dict(size=crop_size),

@@ -87,7 +87,11 @@ def test_missing_data_path(tmp_path):
 
 
 def test_learns_handwritten_digits(tmp_path):
-    """A short run on real data (scikit-learn digits, 10 classes) clearly beats chance."""
+    """A short run on real data (scikit-learn digits, 10 classes) learns: a pipeline check,
+    not evidence of competence. On this split the trivial baselines are out of reach of a
+    one-minute run: logistic regression on the pixels 96.7 %, the nearest class centroid
+    91.4 %, the nearest training image 99.2 %. The evidence that the recipes pretrain
+    well is the proving ground's (Fashion-MNIST, against logistic regression)."""
     data = write_digits_folder(str(tmp_path / 'digits'))
     out = str(tmp_path / 'out')
     run_tool('pretrain.py', '--model', 'gfnet_h_ti', '--data-path', data, '--epochs', '3',
@@ -96,7 +100,7 @@ def test_learns_handwritten_digits(tmp_path):
              '--reprob', '0', '--smoothing', '0', '--drop-path', '0', '--output-dir', out,
              '--log-interval', '20')
     top1 = [json.loads(line)['top1'] for line in open(osp.join(out, 'log.jsonl'))]
-    # chance is 10%; measured 71 / 77 / 79 % top-1 after epochs 1 / 2 / 3
+    # chance is 10 %; measured 71 / 77 / 79 % top-1 after epochs 1 / 2 / 3
     assert top1[-1] > 60, top1
 
 

@@ -13,7 +13,9 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from gfnet_dense.datasets.demo import make_ade20k_demo
+from gfnet_dense.datasets.baselines import seg_metrics
+from gfnet_dense.datasets.demo import (ADE20K_DEMO_CLASSES, ade20k_demo_baselines,
+                                       make_ade20k_demo)
 from helpers import DEMO_CONFIG, ROOT, backbone_out_channels, data_options, run_tool, scalars
 
 SEG_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*ade20k*.py')))
@@ -115,15 +117,19 @@ def test_paramwise_no_decay_reaches_filters_and_pos_embed():
     assert decay[id(named['backbone.blocks.1.0.mlp.fc1.weight'])] == 0.01
 
 
-def test_demo_training_learns(trained):
+def test_demo_training_learns(trained, demo_root):
     records = scalars(trained)
     losses = [r['loss'] for r in records if 'loss' in r]
     miou = [r['mIoU'] for r in records if 'mIoU' in r]
-    # measured (two unseeded runs with the demo's 128-channel head): the last logged loss
-    # is 0.49-0.51 of the first, the mIoU 79.0-81.4
+    # measured with seeds 0 / 1 / 2 and two unseeded runs: the last logged loss is
+    # 0.44-0.48 of the first
     assert losses[-1] < 0.6 * losses[0], losses
-    # 6 classes; predicting the majority class everywhere scores about 8 mIoU.
-    assert miou and miou[-1] > 40, miou
+    # the trivial baselines on the same split (measured: majority class 7.1, colour
+    # lookup 25.9, location prior 40.9, nearest training image 44.5 mIoU); the run
+    # scored 65.0 / 79.4 / 65.7 with seeds 0 / 1 / 2, 78.9 and 59.0 unseeded, so the
+    # margin is about half the smallest measured (+14.5)
+    baselines = ade20k_demo_baselines(demo_root)
+    assert miou and miou[-1] > max(baselines.values()) + 7, (miou, baselines)
 
 
 def read_pngs(folder):
@@ -181,10 +187,13 @@ def test_test_tool_writes_predictions_and_drawings(whole):
         assert preds[name].shape == gt[name].shape, name
         # raw ADE20K ids (reduce_zero_label undone): the demo's six classes, no 0
         assert set(np.unique(preds[name])) <= {1, 3, 4, 5, 8, 21}, np.unique(preds[name])
-    # the PNGs are what the logged metric scored: 6 classes, the majority class
-    # everywhere is 36 % accuracy; measured 94.5 / 90.9 % pixel accuracy, 85 / 79 mIoU
-    assert accuracy(preds, gt) > 0.8
-    assert logged_miou(whole['run']) > 40
+    # the PNGs are what the logged metric scored
+    lut = np.full(256, 255, np.uint8)
+    lut[sorted(ADE20K_DEMO_CLASSES)] = np.arange(len(ADE20K_DEMO_CLASSES))
+    names = sorted(preds)
+    scored = seg_metrics([lut[preds[n]] for n in names], [lut[gt[n]] for n in names],
+                         len(ADE20K_DEMO_CLASSES))
+    assert abs(100 * scored['mIoU'] - logged_miou(whole['run'])) < 0.01, scored
     assert glob.glob(str(whole['show'] / '**' / '*.png'), recursive=True)
 
 
@@ -200,12 +209,11 @@ def test_slide_inference_matches_whole_image(trained, demo_root, whole, tmp_path
     _, windows = run_test_tool(trained, demo_root, tmp_path / 'windows', options=slide + [
         'model.test_cfg.crop_size=(96,96)', 'model.test_cfg.stride=(64,64)'])
     agree, chance = agreement(windows, whole['preds'])
-    # measured on two trainings (85 / 79 mIoU): agreement 0.968 / 0.961 (0.938-0.987
-    # per image), chance level 0.24; predictions shifted by 8 pixels agree 0.92, the
-    # majority class everywhere 0.34. Windows see less context, so they differ
+    # measured with seeds 0 / 1 / 2 (65.0 / 79.4 / 65.7 mIoU): agreement 0.937 / 0.935 /
+    # 0.903, chance level 0.30-0.31. Windows see less context, so they differ
     # somewhere: that also shows the slide mode took effect.
-    assert 0.92 < agree < 1.0, (agree, chance)
-    # and they are as accurate (measured 95.4 vs 94.5 %, 91.1 vs 90.9 %)
+    assert 0.85 < agree < 1.0, (agree, chance)
+    # and they are as accurate (measured 91.0 vs 88.6 %, 94.6 vs 91.0 %, 92.3 vs 85.6 %)
     assert accuracy(windows, whole['gt']) > accuracy(whole['preds'], whole['gt']) - 0.03
 
 
@@ -230,12 +238,12 @@ def test_tta_matches_whole_image(trained, demo_root, whole, tmp_path):
     for name in full:
         assert set(np.unique(full[name])) <= set(range(1, 151)), np.unique(full[name])
     agree, chance = agreement(full, whole['preds'])
-    # measured on two trainings: agreement 0.961 / 0.952 (0.931-0.982 per image),
-    # chance level 0.24; six passes at other scales differ somewhere (this also
-    # shows the augmentations ran)
+    # measured with seeds 0 / 1 / 2: agreement 0.961 / 0.963 / 0.939, chance level
+    # 0.30-0.31; six passes at other scales differ somewhere (this also shows the
+    # augmentations ran)
     assert 0.9 < agree < 1.0, (agree, chance)
-    # measured: pixel accuracy 93.5 vs 94.5 % and 89.8 vs 90.9 %, mIoU 82.9 vs 85.3
-    # and 76.9 vs 79.1
+    # measured: pixel accuracy 89.4 vs 88.6 %, 92.7 vs 91.0 %, 90.0 vs 85.6 %; mIoU
+    # 66.7 vs 65.0, 81.0 vs 79.4, 72.4 vs 65.7
     assert accuracy(full, whole['gt']) > accuracy(whole['preds'], whole['gt']) - 0.04
     assert logged_miou(run) > logged_miou(whole['run']) - 10
 
