@@ -64,6 +64,16 @@ def compare(a: dict, b: dict) -> str:
     return '~'
 
 
+def margin_cell(pairs: Sequence[tuple]) -> str:
+    """The smallest margin of the means over their best baselines and, in brackets where
+    there are several seeds, the smallest of the worst seeds': ``pairs`` of (spread,
+    best baseline)."""
+    mean = min(s['mean'] - b for s, b in pairs)
+    if all(s['n'] == 1 for s, _ in pairs):
+        return f'{mean:+.2f}'
+    return f'{mean:+.2f} ({min(s["min"] - b for s, b in pairs):+.2f})'
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
     return (['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
             + ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + [''])
@@ -114,14 +124,17 @@ def summarise(results: Dict[str, dict]) -> dict:
         for study in ('canvas', 'scale'):
             for cfgs in out[study].values():
                 field = 'whole' if study == 'canvas' else 'scale'
-                cfgs['margin'] = {k: s['mean'] - best_baseline(base, study, k)[1]
-                                  for k, s in cfgs[field].items()}
+                best = {k: best_baseline(base, study, k)[1] for k in cfgs[field]}
+                cfgs['margin'] = {k: s['mean'] - best[k] for k, s in cfgs[field].items()}
+                cfgs['margin_worst_seed'] = {k: s['min'] - best[k]
+                                             for k, s in cfgs[field].items()}
         prior = base['det']['box prior']['bbox_mAP_50']
         for d in out['det'].values():
-            d['margin'] = d['mAP50']['mean'] - prior
+            d['margin'], d['margin_worst_seed'] = (d['mAP50']['mean'] - prior,
+                                                   d['mAP50']['min'] - prior)
         lr = base['cls']['logistic regression']['top1']
         for p in out['pretrain'].values():
-            p['margin'] = p['top1']['mean'] - lr
+            p['margin'], p['margin_worst_seed'] = p['top1']['mean'] - lr, p['top1']['min'] - lr
     return out
 
 
@@ -130,15 +143,18 @@ def summarise(results: Dict[str, dict]) -> dict:
 def tables(results: Dict[str, dict], meta: dict) -> str:
     base, summ = results.get('baselines'), summarise(results)
     how = 'Tables redrawn from the finished runs by' if meta.get('report_only') else 'Command:'
-    lines = [f'{how} `{meta["command"]}` ({meta.get("threads", "?")} threads). Every learned '
-             'cell: mean over the seeds that finished (min-max); "margin": the mean minus the best '
-             'baseline of the same validation set.', '']
+    threads = meta.get('threads', '?')
+    lines = [f'{how} `{meta["command"]}` ({threads} thread{"" if threads == 1 else "s"}). Every '
+             'learned cell: mean over the seeds that finished (min-max); "margin": the mean minus '
+             'the best baseline of the same validation set and, in brackets, the worst seed '
+             'minus it.', '']
     if base:
         cls = base['cls']
         lines += ['### Pretraining: Fashion-MNIST, 10 classes, 32x32, test set (10,000 images)', '']
         rows = [(n, '-', '-', '-', '-', f'{v["top1"]:.2f}', '-') for n, v in cls.items()]
         rows += [(p['label'], p['params_m'], p['gflops_32'], p['epochs'], len(p['seeds']),
-                  cell(p['top1']), f'{p["margin"]:+.2f}') for p in summ['pretrain'].values()]
+                  cell(p['top1']), margin_cell([(p['top1'], cls['logistic regression']['top1'])]))
+                 for p in summ['pretrain'].values()]
         lines += _table(('model', 'params (M)', 'GFLOPs at 32x32', 'epochs', 'seeds', 'top-1 %',
                          'margin over logistic regression'), rows)
     for study, title, keys_of in (
@@ -163,22 +179,21 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
                                 [f'{base[study][k][n]["mIoU"]:.2f}' for k in keys] + ['-'])
             for c in summ[study].values():
                 vals = c[inference]
-                margin = min(vals[k]['mean'] - best_baseline(base, study, k)[1] for k in keys) \
-                    if base else float('nan')
+                margin = margin_cell([(vals[k], best_baseline(base, study, k)[1])
+                                      for k in keys]) if base else '-'
                 rows.append([c['label'], c['params_m'], c['gflops_64'], c['iters'],
-                             len(c['seeds'])] + [cell(vals[k]) for k in keys] +
-                            [f'{margin:+.2f}'])
+                             len(c['seeds'])] + [cell(vals[k]) for k in keys] + [margin])
             lines += _table(['model', 'params (M)', 'GFLOPs at 64x64', 'iterations', 'seeds']
                             + keys + ['smallest margin'], rows)
     if summ['det'] or base:
         lines += ['### Detection: RetinaNet on 128x128 validation scenes (COCO mAP, %)', '']
-        rows = []
-        if base:
-            b = base['det']['box prior']
+        rows, b = [], base['det']['box prior'] if base else None
+        if b:
             rows.append(['box prior', '-', '-', '-', '-', f'{b["bbox_mAP_50"]:.2f}',
                          f'{b["bbox_mAP"]:.2f}', '-'])
         rows += [[d['label'], d['params_m'], d['gflops_128'], d['iters'], len(d['seeds']),
-                  cell(d['mAP50']), cell(d['mAP']), f'{d.get("margin", float("nan")):+.2f}']
+                  cell(d['mAP50']), cell(d['mAP']),
+                  margin_cell([(d['mAP50'], b['bbox_mAP_50'])]) if b else '-']
                  for d in summ['det'].values()]
         lines += _table(('model', 'params (M)', 'GFLOPs at 128x128', 'iterations', 'seeds',
                          'mAP@50', 'mAP', 'margin (mAP@50)'), rows)
@@ -187,15 +202,15 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
 
 
 def findings(summ: dict) -> List[str]:
-    """Pairwise calls, GFNet-H (each mode) against each other configuration, per column:
-    only where the seed ranges do not overlap."""
+    """Pairwise calls, GFNet-H (each mode) against each other configuration (each pair
+    of modes once), per column: only where the seed ranges do not overlap."""
     out = []
     for study, field in (('canvas', 'whole'), ('canvas', 'slide'), ('scale', 'scale')):
         cfgs = summ[study]
         gf = [k for k in cfgs if 'gfnet_h_ti' in k]
         for g in gf:
             for other in cfgs:
-                if other == g:
+                if other == g or other in gf[:gf.index(g)]:
                     continue
                 calls = {k: compare(cfgs[g][field][k], cfgs[other][field][k])
                          for k in cfgs[g][field]}

@@ -83,17 +83,19 @@ def test_tables_carry_baselines_spread_and_margins():
     pre = _rows(md, 'Pretraining')
     assert pre[:2] == [['nearest class centroid', '-', '-', '-', '-', '67.60', '-'],
                        ['logistic regression', '-', '-', '-', '-', '83.60', '-']]
-    # seeds 0, 1, 2 -> 89, 90, 91
-    assert pre[2] == ['GFNet-H-Ti', '12.5', '0.04', '2', '3', '90.00 (89.00-91.00)', '+6.40']
+    # seeds 0, 1, 2 -> 89, 90, 91: margin of the mean 6.40, of the worst seed 5.40
+    assert pre[2] == ['GFNet-H-Ti', '12.5', '0.04', '2', '3', '90.00 (89.00-91.00)',
+                      '+6.40 (+5.40)']
 
     whole = _rows(md, 'Canvas study: mIoU on canvases of other sizes, garments at their '
                       'training size (trained on 64x64 crops), whole')
     assert [r[0] for r in whole] == ['background everywhere', 'location prior',
                                      'nearest training scene', 'intensity lookup',
                                      'intensity threshold', 'GFNet-H-Ti (bicubic)', 'ResNet-18']
-    # seeds 0, 1, 2 -> 30, 31, 32: mean 31, margin over the best baseline (8.0) 23
+    # seeds 0, 1, 2 -> 30, 31, 32: mean 31, margin over the best baseline (8.0) 23, the
+    # worst seed's 22
     assert whole[5] == ['GFNet-H-Ti (bicubic)', '12.5', '0.25', '50', '3', '31.00 (30.00-32.00)',
-                        '31.00 (30.00-32.00)', '+23.00']
+                        '31.00 (30.00-32.00)', '+23.00 (+22.00)']
     slide = _rows(md, 'Canvas study: mIoU on canvases of other sizes, garments at their '
                       'training size (trained on 64x64 crops), sliding')
     assert slide[5][5] == '31.50 (30.50-32.50)'
@@ -103,7 +105,7 @@ def test_tables_carry_baselines_spread_and_margins():
     det = _rows(md, 'Detection')
     assert det[0][:6] == ['box prior', '-', '-', '-', '-', '0.30']
     assert det[1] == ['GFNet-H-Ti (bicubic)', '12.0', '0.8', '50', '3', '21.00 (20.00-22.00)',
-                      '11.00 (10.00-12.00)', '+20.70']
+                      '11.00 (10.00-12.00)', '+20.70 (+19.70)']
     calls = '\n'.join(line for line in md.splitlines() if 'vs ResNet-18' in line)
     # GFNet 30-32 against ResNet-18 20-22: apart; against ResNet-18 + resize (scale 30-32
     # vs 30-32): overlapping, no difference called
@@ -115,6 +117,19 @@ def test_tables_carry_baselines_spread_and_margins():
 def test_one_seed_calls_nothing():
     md = proving_report.tables(_results(seeds=(0,)), META)
     assert '64x64 ?, 128x128 ?' in md and ' > ' not in md.split('### Calls')[1]
+    # one seed: no worst-seed margin beside the mean's
+    assert _rows(md, 'Detection')[1][-1] == '+19.70'
+
+
+def test_each_pair_of_modes_is_called_once():
+    results = _results()
+    for seed in (0, 1, 2):
+        results[f'seg/gfnet_h_ti-spatial-s{seed}'] = _seg('gfnet_h_ti', 'spatial', False, seed, 40)
+    calls = proving_report.findings(proving_report.summarise(results))
+    modes = [line for line in calls if line.startswith('| canvas (whole) | GFNet-H-Ti (')
+             and ' vs GFNet-H-Ti' in line]
+    assert modes == ['| canvas (whole) | GFNet-H-Ti (bicubic) vs GFNet-H-Ti (spatial) | '
+                     '64x64 <, 128x128 < |'], modes
 
 
 def test_write_report_plots(tmp_path):
