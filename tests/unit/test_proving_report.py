@@ -155,10 +155,11 @@ def _ground(tmp_path, budget):
     return proving_ground.ProvingGround(tmp_path, budget, log=lambda *_: None)
 
 
-def _plan(*runs):
-    """A stand-in for ``ProvingGround.plan``: ``runs`` are ``(name, action)``, each in a
-    block of its own."""
-    return lambda stages: [proving_ground.Planned(name, name, action) for name, action in runs]
+def _plan(*runs, block=lambda name: name):
+    """A stand-in for ``ProvingGround.plan``: ``runs`` are ``(name, action)``, in the
+    block ``block(name)`` (default: each in a block of its own)."""
+    return lambda stages: [proving_ground.Planned(name, block(name), action)
+                           for name, action in runs]
 
 
 def test_plan_full_budget_names_and_order(tmp_path):
@@ -324,8 +325,8 @@ def test_blocks_carry_a_run_to_another_machine(tmp_path):
                    recipe=dataclasses.asdict(proving_ground.FULL.pretrain)),
                'seg/resnet18-s0': lambda: dict(made),
                'seg/resnet18-aug-s0': lambda: 1 / 0}  # killed inside the block
-    ground.plan = lambda stages: [proving_ground.Planned(n, 'resnet18/0' if '/' in n else n, a)
-                                  for n, a in actions.items()]
+    ground.plan = _plan(*((n, lambda n=n: actions[n]()) for n in actions),
+                        block=lambda n: 'resnet18/0' if '/' in n else n)
     with pytest.raises(ZeroDivisionError):
         ground.run(proving_ground.STAGES)
     assert sorted(p.name for p in records.glob('*.json')) == ['baselines.json']
