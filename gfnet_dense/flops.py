@@ -16,8 +16,9 @@ the model as a fresh one runs it, as every single-call counter does (mmengine's
 ``FlopCounterMode`` around one call): at an input size whose token grid is not
 the pretraining one, that pass also resizes GFNet's filters and position
 embedding, work on parameters alone that a model in eval then caches for the
-size (a few percent of the total; none at the stored grid or for AFFNet). ``steady_state=True`` counts a further
-pass at the same size instead, without that work: what each further image costs.
+size (a few percent of the total; none at the stored grid or for AFFNet).
+``steady_state=True`` counts a further pass at the same size instead, without that
+work: what each further image costs.
 """
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count

@@ -5,7 +5,8 @@ labels, 16 classes) on CPU for about five minutes, evaluates the 30 validation s
 (mIoU, per-class IoU and pixel accuracy) next to two baselines that do not learn,
 predicting background everywhere and copying the labels of the most similar training
 slice (L2 on pixels; neighbouring slices of one brain are near-copies, so this
-baseline is strong: the demo's short training from scratch stays below it), and draws input / ground truth / prediction of three of them into WORK_DIR/demo.png.
+baseline is strong: the demo's short training from scratch stays below it), and
+draws input / ground truth / prediction of three of them into WORK_DIR/demo.png.
 A second run trains afresh in the same work dir.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--iters N]

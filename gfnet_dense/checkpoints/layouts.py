@@ -42,8 +42,9 @@ def unwrap_state_dict(checkpoint, strip_backbone: bool = True) -> Dict[str, torc
     if strip_backbone and any(k.startswith('backbone.') for k in state):  # a segmentor / detector
         state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointMismatchError('checkpoint holds no state dict of tensors '
-                                      f'(top-level keys: {show_keys(sorted(map(str, checkpoint)))})')
+        keys = show_keys(sorted(map(str, checkpoint)))
+        raise CheckpointMismatchError(
+            f'checkpoint holds no state dict of tensors (top-level keys: {keys})')
     not_dense = [k for k, v in state.items() if v.layout != torch.strided]
     if not_dense:
         raise CheckpointMismatchError(f'checkpoint has non-dense (e.g. sparse) tensors: '

@@ -106,7 +106,8 @@ def _coco_problems(path: str, need_annotations: bool) -> List[str]:
             if needed and not coco.get(key)]
 
 
-def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')) -> None:
+def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_dataloader')
+                     ) -> None:
     """Fail before building anything when a dataset path does not exist, or a COCO
     annotation file of an MMDet dataset has no images, categories or annotations."""
     missing, empty = [], []
@@ -125,8 +126,9 @@ def check_data_paths(cfg, loaders=('train_dataloader', 'val_dataloader', 'test_d
     if missing:
         raise FileNotFoundError(
             'dataset paths do not exist:\n  ' + '\n  '.join(dict.fromkeys(missing)) +
-            '\nset data_root in the config (or --cfg-options train_dataloader.dataset.data_root=...)'
-            ' to where the data lives; see docs/segmentation.md and docs/detection.md, "Data layout"')
+            '\nset data_root in the config (or --cfg-options '
+            'train_dataloader.dataset.data_root=...) to where the data lives; see '
+            'docs/segmentation.md and docs/detection.md, "Data layout"')
     if empty:
         raise ValueError(
             'COCO annotation files without data:\n  ' + '\n  '.join(dict.fromkeys(empty)) +

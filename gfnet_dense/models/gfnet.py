@@ -139,7 +139,8 @@ class IsotropicGFNet(_GFNetTrunk):
         self.with_cp = with_cp
         self.pos_grid = grid_after(to_2tuple(img_size), GFNET_PATCH_SIZE)
         self.patch_embed = PatchEmbed(in_chans, embed_dim, GFNET_PATCH_SIZE)
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], embed_dim))
+        num_patches = self.pos_grid[0] * self.pos_grid[1]
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
         rates = calculate_drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(
             GFBlock(embed_dim, self.pos_grid, mlp_ratio, rates[i], None, filter_resize)
@@ -225,8 +226,8 @@ class HierarchicalGFNet(_GFNetTrunk):
         self.pos_embed = nn.Parameter(torch.zeros(1, grids[0][0] * grids[0][1], embed_dims[0]))
         rates = iter(calculate_drop_path_rates(drop_path_rate, sum(depths)))
         self.blocks = nn.ModuleList(
-            nn.ModuleList(GFBlock(dim, grid, mlp_ratio, next(rates), layer_scale_init, filter_resize)
-                          for _ in range(depth))
+            nn.ModuleList(GFBlock(dim, grid, mlp_ratio, next(rates), layer_scale_init,
+                                  filter_resize) for _ in range(depth))
             for dim, depth, grid in zip(self.embed_dims, self.depths, grids))
         self.norm = nn.LayerNorm(self.embed_dims[-1], eps=1e-6) if final_norm else nn.Identity()
         self.feature_info = [dict(num_chs=dim, reduction=math.prod(GFNET_H_PATCH_SIZES[:i + 1]),
