@@ -45,7 +45,7 @@ _OBJECTS = (5, 8, 21)
 _NOISE_STD = 75.0
 
 
-def _texture(rng, h, w, colour):
+def _noisy_colour(rng, h, w, colour):
     base = np.array(colour, dtype=np.float32)
     noise = rng.normal(0, _NOISE_STD, size=(h, w, 3)).astype(np.float32)
     return np.clip(base + noise, 0, 255)
@@ -58,13 +58,13 @@ def _scene(rng, height, width):
     floor_start = int(height * rng.uniform(0.65, 0.8))
     for cls, (top, bottom) in ((3, (0, sky_end)), (1, (sky_end, floor_start)),
                                (4, (floor_start, height))):
-        image[top:bottom] = _texture(rng, bottom - top, width, ADE20K_DEMO_CLASSES[cls][1])
+        image[top:bottom] = _noisy_colour(rng, bottom - top, width, ADE20K_DEMO_CLASSES[cls][1])
         label[top:bottom] = cls
     for _ in range(rng.integers(1, 4)):
         cls = int(rng.choice(_OBJECTS))
         h, w = int(height * rng.uniform(0.2, 0.45)), int(width * rng.uniform(0.15, 0.35))
         top, left = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-        image[top:top + h, left:left + w] = _texture(rng, h, w, ADE20K_DEMO_CLASSES[cls][1])
+        image[top:top + h, left:left + w] = _noisy_colour(rng, h, w, ADE20K_DEMO_CLASSES[cls][1])
         label[top:top + h, left:left + w] = cls
     # a thin unlabeled border, as ADE20K has around many objects
     label[:2], label[-2:] = 0, 0
