@@ -1,5 +1,6 @@
 """The trivial baselines of the synthetic ADE20K-layout demo set (``ade20k_demo_baselines``),
 which the seg suite's learning check is held against."""
+import os
 import os.path as osp
 import shutil
 
@@ -27,3 +28,19 @@ def test_the_tests_demo_set_is_not_solved_by_a_trivial_rule():
     # measured: majority class 6.8, colour lookup 30.2, location prior 38.7, nearest
     # training image 45.8 mIoU (colour lookup 98.6 with the earlier grey noise of 20)
     assert scores['colour lookup'] < 40 and max(scores.values()) < 50, scores
+
+
+def test_the_tests_demo_set_is_the_generators_output(tmp_path):
+    import numpy as np
+    from PIL import Image
+    committed = osp.join(ROOT, 'data', 'ade20k_demo')
+    written = demo.make_ade20k_demo(str(tmp_path))  # the defaults wrote the committed set
+    for split, ext in (('images', '.jpg'), ('annotations', '.png')):
+        for sub in ('training', 'validation'):
+            names = sorted(os.listdir(osp.join(committed, split, sub)))
+            assert names == sorted(os.listdir(osp.join(written, split, sub)))
+            assert len(names) == (32 if sub == 'training' else 8) and names[0].endswith(ext)
+            for name in names:
+                a, b = (np.asarray(Image.open(osp.join(root, split, sub, name)))
+                        for root in (committed, written))
+                assert np.array_equal(a, b), (split, sub, name)
