@@ -122,8 +122,11 @@ def test_fixed_pad_size_makes_features_batch_independent():
     alone, canvas = region_features(model, [image], fixed_size=(320, 416))
     in_big, big_canvas = region_features(model, [image, bigger], fixed_size=(320, 416))
     assert canvas == big_canvas == (320, 416)
+    # equal up to rounding: how the kernels split the work depends on the batch size and
+    # the thread count (measured: bitwise equal with 2 threads; with 1, stages 3-4 differ
+    # by 3e-9 and 2e-8 relative), while a different canvas changes them by > 1e-2
     for a, b in zip(alone, in_big):
-        assert torch.equal(a, b)
+        assert relative_difference(b, a) < 1e-6, relative_difference(b, a)
     # and the fixed canvas is a different one from the tight canvas of the image alone
     tight, _ = region_features(model, [image])
     assert relative_difference(alone[0], tight[0]) > 1e-2
