@@ -91,16 +91,23 @@ def make_ade20k_demo(root: str, num_train: int = 32, num_val: int = 8, seed: int
 
 
 
-def _read_demo_split(root: str, split: str) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """(image (H, W, 3) uint8, label (H, W) uint8) pairs of ``split``, labels as the demo
-    config reads them: class k of ``ADE20K_DEMO_CLASSES`` (in id order) -> k, unlabeled -> 255."""
+def demo_class_indices(raw: np.ndarray) -> np.ndarray:
+    """Raw ADE20K ids of a demo label map (or prediction) -> class indices 0..5 as the
+    demo config scores them (class k of ``ADE20K_DEMO_CLASSES`` in id order -> k);
+    unlabeled and every other id -> 255. uint8, same shape."""
     lut = np.full(256, 255, np.uint8)
     lut[sorted(ADE20K_DEMO_CLASSES)] = np.arange(len(ADE20K_DEMO_CLASSES))
+    return lut[raw]
+
+
+def _read_demo_split(root: str, split: str) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(image (H, W, 3) uint8, label (H, W) uint8) pairs of ``split``, labels as
+    ``demo_class_indices`` maps them."""
     pairs = []
     for path in sorted(Path(root, 'images', split).glob('*.jpg')):
         label = Path(root, 'annotations', split, path.stem + '.png')
         pairs.append((np.asarray(Image.open(path).convert('RGB')),
-                      lut[np.asarray(Image.open(label))]))
+                      demo_class_indices(np.asarray(Image.open(label)))))
     return pairs
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from gfnet_dense.datasets.baselines import seg_metrics
 from gfnet_dense.datasets.demo import (ADE20K_DEMO_CLASSES, ade20k_demo_baselines,
-                                       make_ade20k_demo)
+                                       demo_class_indices, make_ade20k_demo)
 from helpers import DEMO_CONFIG, ROOT, backbone_out_channels, data_options, run_tool, scalars
 
 SEG_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*ade20k*.py')))
@@ -188,11 +188,9 @@ def test_test_tool_writes_predictions_and_drawings(whole):
         # raw ADE20K ids (reduce_zero_label undone): the demo's six classes, no 0
         assert set(np.unique(preds[name])) <= {1, 3, 4, 5, 8, 21}, np.unique(preds[name])
     # the PNGs are what the logged metric scored
-    lut = np.full(256, 255, np.uint8)
-    lut[sorted(ADE20K_DEMO_CLASSES)] = np.arange(len(ADE20K_DEMO_CLASSES))
     names = sorted(preds)
-    scored = seg_metrics([lut[preds[n]] for n in names], [lut[gt[n]] for n in names],
-                         len(ADE20K_DEMO_CLASSES))
+    scored = seg_metrics([demo_class_indices(preds[n]) for n in names],
+                         [demo_class_indices(gt[n]) for n in names], len(ADE20K_DEMO_CLASSES))
     assert abs(100 * scored['mIoU'] - logged_miou(whole['run'])) < 0.01, scored
     assert glob.glob(str(whole['show'] / '**' / '*.png'), recursive=True)
 
