@@ -64,14 +64,23 @@ def compare(a: dict, b: dict) -> str:
     return '~'
 
 
-def margin_cell(pairs: Sequence[tuple]) -> str:
-    """The smallest margin of the means over their best baselines and, in brackets where
-    there are several seeds, the smallest of the worst seeds': ``pairs`` of (spread,
-    best baseline)."""
-    mean = min(s['mean'] - b for s, b in pairs)
-    if all(s['n'] == 1 for s, _ in pairs):
-        return f'{mean:+.2f}'
-    return f'{mean:+.2f} ({min(s["min"] - b for s, b in pairs):+.2f})'
+def margin_text(mean: float, worst: float, n_seeds: int) -> str:
+    """``+13.18 (+11.78)``: the margin of the mean over the best baseline and, in brackets
+    where there are several seeds, the worst seed's."""
+    return f'{mean:+.2f}' if n_seeds == 1 else f'{mean:+.2f} ({worst:+.2f})'
+
+
+def smallest_margin(c: dict, key: str = 'margin') -> str:
+    """The smallest of a configuration's per-column margins (``c[key]``), as in the
+    tables."""
+    return margin_text(min(c[key].values()), min(c[f'{key}_worst_seed'].values()),
+                       len(c['seeds']))
+
+
+def margins(stats: Dict[str, dict], best: Dict[str, float]) -> tuple:
+    """Per column: the mean's margin over the best baseline, and the worst seed's."""
+    return ({k: s['mean'] - best[k] for k, s in stats.items()},
+            {k: s['min'] - best[k] for k, s in stats.items()})
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
@@ -121,13 +130,12 @@ def summarise(results: Dict[str, dict]) -> dict:
                                mAP50=spread([r['bbox_mAP_50'] for r in runs]),
                                mAP=spread([r['bbox_mAP'] for r in runs]))
     if base:
-        for study in ('canvas', 'scale'):
-            for cfgs in out[study].values():
-                field = 'whole' if study == 'canvas' else 'scale'
-                best = {k: best_baseline(base, study, k)[1] for k in cfgs[field]}
-                cfgs['margin'] = {k: s['mean'] - best[k] for k, s in cfgs[field].items()}
-                cfgs['margin_worst_seed'] = {k: s['min'] - best[k]
-                                             for k, s in cfgs[field].items()}
+        for study, fields in (('canvas', ('whole', 'slide')), ('scale', ('scale',))):
+            for c in out[study].values():
+                best = {k: best_baseline(base, study, k)[1] for k in c[fields[0]]}
+                for field in fields:
+                    key = 'margin_slide' if field == 'slide' else 'margin'
+                    c[key], c[f'{key}_worst_seed'] = margins(c[field], best)
         prior = base['det']['box prior']['bbox_mAP_50']
         for d in out['det'].values():
             d['margin'], d['margin_worst_seed'] = (d['mAP50']['mean'] - prior,
@@ -153,7 +161,8 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
         lines += ['### Pretraining: Fashion-MNIST, 10 classes, 32x32, test set (10,000 images)', '']
         rows = [(n, '-', '-', '-', '-', f'{v["top1"]:.2f}', '-') for n, v in cls.items()]
         rows += [(p['label'], p['params_m'], p['gflops_32'], p['epochs'], len(p['seeds']),
-                  cell(p['top1']), margin_cell([(p['top1'], cls['logistic regression']['top1'])]))
+                  cell(p['top1']), margin_text(p['margin'], p['margin_worst_seed'],
+                                               len(p['seeds'])))
                  for p in summ['pretrain'].values()]
         lines += _table(('model', 'params (M)', 'GFLOPs at 32x32', 'epochs', 'seeds', 'top-1 %',
                          'margin over logistic regression'), rows)
@@ -179,8 +188,8 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
                                 [f'{base[study][k][n]["mIoU"]:.2f}' for k in keys] + ['-'])
             for c in summ[study].values():
                 vals = c[inference]
-                margin = margin_cell([(vals[k], best_baseline(base, study, k)[1])
-                                      for k in keys]) if base else '-'
+                margin = smallest_margin(
+                    c, 'margin_slide' if inference == 'slide' else 'margin') if base else '-'
                 rows.append([c['label'], c['params_m'], c['gflops_64'], c['iters'],
                              len(c['seeds'])] + [cell(vals[k]) for k in keys] + [margin])
             lines += _table(['model', 'params (M)', 'GFLOPs at 64x64', 'iterations', 'seeds']
@@ -193,7 +202,8 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
                          f'{b["bbox_mAP"]:.2f}', '-'])
         rows += [[d['label'], d['params_m'], d['gflops_128'], d['iters'], len(d['seeds']),
                   cell(d['mAP50']), cell(d['mAP']),
-                  margin_cell([(d['mAP50'], b['bbox_mAP_50'])]) if b else '-']
+                  margin_text(d['margin'], d['margin_worst_seed'], len(d['seeds']))
+                  if b else '-']
                  for d in summ['det'].values()]
         lines += _table(('model', 'params (M)', 'GFLOPs at 128x128', 'iterations', 'seeds',
                          'mAP@50', 'mAP', 'margin (mAP@50)'), rows)

@@ -136,7 +136,11 @@ def test_write_report_plots(tmp_path):
     from PIL import Image
     summary = proving_report.write_report(tmp_path, _results(), META)
     assert json.loads((tmp_path / 'results.json').read_text())['meta'] == META
-    assert summary['summary']['canvas']['seg/gfnet_h_ti-bicubic']['margin']['64x64'] == 23.0
+    canvas = summary['summary']['canvas']['seg/gfnet_h_ti-bicubic']
+    # the margins the tables print, whole-image and sliding-window, are in the JSON too
+    assert canvas['margin']['64x64'] == 23.0 and canvas['margin_worst_seed']['64x64'] == 22.0
+    assert canvas['margin_slide']['64x64'] == 23.5
+    assert canvas['margin_slide_worst_seed']['64x64'] == 22.5
     for png, panels in (('canvas_study.png', 2), ('scale_study.png', 1),
                         ('learning_curves.png', 2)):
         with Image.open(tmp_path / png) as image:
