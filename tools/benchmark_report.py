@@ -14,7 +14,8 @@ import os.path as osp
 from typing import Optional, Tuple
 
 LABELS = {'gfnet_h_ti': 'GFNet-H-Ti (ours)', 'gfnet_h_s': 'GFNet-H-S (ours)',
-          'gfnet_h_b': 'GFNet-H-B (ours)', 'affnet_s': 'AFFNet-S (ours)', 'resnet50': 'ResNet-50 (mmseg V1c)',
+          'gfnet_h_b': 'GFNet-H-B (ours)', 'affnet_s': 'AFFNet-S (ours)',
+          'resnet50': 'ResNet-50 (mmseg V1c)',
           'swin_t': 'Swin-T (mmseg)', 'convnext_t': 'ConvNeXt-T (timm)',
           'mobilevit_s': 'MobileViT-S (timm)'}
 # nominal DRAM bandwidth (bytes/s) of GPUs this project is measured on, by name
@@ -96,8 +97,9 @@ def _backbone_lines(rows):
     for r in rows:
         both = (f"{r['fwdbwd_ms']:.0f} ({r['fwdbwd_spread_ms']:.0f}) | {r['fwdbwd_mem_mb']:.0f}"
                 if 'fwdbwd_ms' in r else '- | -')
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['params_m']:.1f} | "
-                     f"{r['gflops']:.1f} | {r['fwd_ms']:.0f} ({r['fwd_spread_ms']:.0f}) | "
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | "
+                     f"{r['params_m']:.1f} | {r['gflops']:.1f} | "
+                     f"{r['fwd_ms']:.0f} ({r['fwd_spread_ms']:.0f}) | "
                      f"{r['fwd_mem_mb']:.0f} | {both} |")
     return lines
 
@@ -106,8 +108,9 @@ def _segmentor_lines(rows):
     lines = ['| UperNet + backbone | input | params (M) | train iteration ms (spread) | peak MiB |',
              '|---|---|---|---|---|']
     for r in rows:
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['params_m']:.1f} | "
-                     f"{r['iter_ms']:.0f} ({r['iter_spread_ms']:.0f}) | {r['iter_mem_mb']:.0f} |")
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | "
+                     f"{r['params_m']:.1f} | {r['iter_ms']:.0f} ({r['iter_spread_ms']:.0f}) | "
+                     f"{r['iter_mem_mb']:.0f} |")
     return lines
 
 
@@ -117,7 +120,8 @@ def _filter_lines(rows, copy_gbs, nominal_gbs):
     lines = [cols, '|---' * (cols.count('|') - 1) + '|']
     for r in rows:
         line = (f"| {LABELS.get(r['model'], r['model'])} | {r['size']} | {r['stage']} | "
-                f"{r['channels']} | {r['grid']} | {r['filter_ms']:.2f} ({r['filter_spread_ms']:.2f}) | "
+                f"{r['channels']} | {r['grid']} | "
+                f"{r['filter_ms']:.2f} ({r['filter_spread_ms']:.2f}) | "
                 f"{r['bandwidth_gbs']:.1f} | {r['bandwidth_gbs'] / copy_gbs:.0%} |")
         lines.append(line + (f" {r['bandwidth_gbs'] / nominal_gbs:.0%} |" if nominal_gbs else ''))
     return lines
@@ -136,7 +140,8 @@ def markdown(rows, args, machine: str, torch_version: str, copy_gbs=None, nomina
     notes = ''
     if args.mode == 'filter':
         notes = (f' Bandwidth = (input + output + filter bytes) / time; device copy bandwidth '
-                 f'{copy_gbs:.0f} GB/s' + (f', nominal {nominal_gbs:.0f} GB/s' if nominal_gbs else '')
+                 f'{copy_gbs:.0f} GB/s'
+                 + (f', nominal {nominal_gbs:.0f} GB/s' if nominal_gbs else '')
                  + '.')
     samples = f'{args.repeats} x {args.rounds} rounds' if args.rounds > 1 else f'{args.repeats}'
     if targets:

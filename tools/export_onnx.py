@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument('--dynamic', action='store_true', help='symbolic batch, H and W')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     parser.add_argument('--dft', choices=ONNX_DFT_FORMS, default='matmul',
-                        help='form of the FFTs in the graph (default matmul, see deploy/onnx_fft.py)')
+                        help='form of the FFTs in the graph (default matmul, see '
+                        'deploy/onnx_fft.py)')
     parser.add_argument('--features', action='store_true',
                         help='timm names: export the feature-map backbone (features_only)')
     parser.add_argument('--verify', type=parse_size, nargs='*', metavar='HxW',

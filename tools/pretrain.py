@@ -234,7 +234,8 @@ def read_training_checkpoint(path: str) -> dict:
 def autocast(args, device):
     if args.amp == 'none':
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if args.amp == 'bf16' else torch.float16)
+    dtype = torch.bfloat16 if args.amp == 'bf16' else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def train_one_epoch(args, model, loader, optimizer, scheduler, criterion, mixup, scaler, ema,

@@ -15,7 +15,8 @@ def _result(out_dir):
 
 
 def test_backbone_mode_table_json_and_plot(tmp_path):
-    run_tool('benchmark.py', '--models', 'gfnet_h_ti', 'resnet50', '--out-dir', str(tmp_path), *FAST)
+    run_tool('benchmark.py', '--models', 'gfnet_h_ti', 'resnet50', '--out-dir', str(tmp_path),
+             *FAST)
     result, table = _result(tmp_path)
     assert [r['model'] for r in result['rows']] == ['gfnet_h_ti', 'resnet50']
     for row in result['rows']:

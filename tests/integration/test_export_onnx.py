@@ -8,7 +8,8 @@ non-square ones and ones that are no multiple of the patch or of 32.
 import importlib
 import os.path as osp
 
-import onnxruntime  # noqa: F401  the deploy extra (tools/setup_env.sh installs it): fails, never skips
+# the deploy extra (tools/setup_env.sh installs it): fails, never skips
+import onnxruntime  # noqa: F401
 import pytest
 import torch
 

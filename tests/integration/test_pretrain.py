@@ -37,7 +37,8 @@ def test_one_epoch_writes_checkpoint_in_released_layout(one_epoch):
 
 def test_checkpoint_loads_into_backbone(one_epoch):
     backbone = GFNetH(arch='ti', pretrain_img_size=64,
-                      init_cfg=dict(type='Pretrained', checkpoint=osp.join(one_epoch, 'checkpoint.pth')))
+                      init_cfg=dict(type='Pretrained',
+                                    checkpoint=osp.join(one_epoch, 'checkpoint.pth')))
     backbone.init_weights()
     ckpt = torch.load(osp.join(one_epoch, 'checkpoint.pth'), weights_only=True)['model']
     torch.testing.assert_close(backbone.norm3.weight, ckpt['norm.weight'])
@@ -131,7 +132,8 @@ def test_convert_wrong_variant_and_corrupt_file(tmp_path):
     wrong = run_tool('convert_checkpoint.py', str(src), str(tmp_path / 'o.pth'), '--model',
                      'gfnet_h_s', check=False)
     assert wrong.returncode != 0
-    assert 'patch_embed.0.proj.weight: checkpoint (64, 3, 4, 4) vs model (96, 3, 4, 4)' in wrong.stderr
+    assert ('patch_embed.0.proj.weight: checkpoint (64, 3, 4, 4) vs model (96, 3, 4, 4)'
+            in wrong.stderr)
     bad = tmp_path / 'bad.pth'
     bad.write_bytes(b'\x00' * 100)
     corrupt = run_tool('convert_checkpoint.py', str(bad), str(tmp_path / 'o.pth'), '--model',
@@ -151,11 +153,13 @@ def test_randaugment_posterize_at_top_magnitude_gives_black_image():
     from helpers import ROOT
     from PIL import Image
     from timm.data.auto_augment import AugmentOp
-    spec = importlib.util.spec_from_file_location('pretrain_tool', osp.join(ROOT, 'tools/pretrain.py'))
+    spec = importlib.util.spec_from_file_location('pretrain_tool',
+                                                  osp.join(ROOT, 'tools/pretrain.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     tool.allow_zero_bit_posterize()
     image = Image.new('RGB', (8, 8), (200, 100, 50))
     op = AugmentOp('PosterizeIncreasing', prob=1.0, magnitude=10)
     assert op(image).getextrema() == ((0, 0), (0, 0), (0, 0))
-    assert AugmentOp('PosterizeIncreasing', prob=1.0, magnitude=5)(image).getpixel((0, 0)) != (0, 0, 0)
+    posterized = AugmentOp('PosterizeIncreasing', prob=1.0, magnitude=5)(image)
+    assert posterized.getpixel((0, 0)) != (0, 0, 0)

@@ -48,7 +48,8 @@ def test_every_config_loads_builds_and_runs_a_step():
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
     names = {osp.basename(p) for p in SEG_CONFIGS}
-    assert {f'{head}_gfnet_h_{a}_ade20k.py' for head in ('upernet', 'fpn') for a in ('ti', 's', 'b')} \
+    assert {f'{head}_gfnet_h_{a}_ade20k.py'
+            for head in ('upernet', 'fpn') for a in ('ti', 's', 'b')} \
         | {'upernet_gfnet_s_ade20k.py', 'upernet_affnet_s_ade20k.py', 'fpn_affnet_s_ade20k.py',
            'deeplabv3_affnet_s_ade20k.py'} \
         <= names
@@ -354,5 +355,6 @@ def test_wrong_variant_checkpoint_fails_before_training(tmp_path, demo_root):
                    check=False)
     assert out.returncode != 0
     assert 'does not fit GFNetH' in out.stderr
-    assert 'patch_embed.0.proj.weight: checkpoint (96, 3, 4, 4) vs model (64, 3, 4, 4)' in out.stderr
+    assert ('patch_embed.0.proj.weight: checkpoint (96, 3, 4, 4) vs model (64, 3, 4, 4)'
+            in out.stderr)
     assert 'Iter(train)' not in out.stdout + out.stderr

@@ -47,7 +47,8 @@ def _demo_state():
 # tool: (a code-running payload and its place, or a HOSTILE writer), what the refusal names
 TOOL_CASES = {
     'train_resume': ('void_dtype_object_fields', 'not a numeric dtype'),
-    'train_load_from': (('getattr_chain_to_eval', 'optimizer_state'), NAMED['getattr_chain_to_eval']),
+    'train_load_from': (('getattr_chain_to_eval', 'optimizer_state'),
+                        NAMED['getattr_chain_to_eval']),
     'test': ('nan_complex_filter', 'NaN or Inf'),
     'image_demo': ('void_dtype_object_fields', 'not a numeric dtype'),
     'convert': ('legacy_unwritten_storage', 'legacy (non-zip) torch file'),

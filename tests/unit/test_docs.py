@@ -178,7 +178,8 @@ def test_tools_show_help_from_any_folder(tmp_path):
     """Every tool the docs name, and every other command-line tool, answers ``--help``
     from another folder (package installed, no sys.path edits in the tools) and writes
     nothing there."""
-    named = {t for doc in documents() for t in TOOL_COMMAND.findall(doc.read_text(encoding='utf-8'))}
+    named = {t for doc in documents()
+             for t in TOOL_COMMAND.findall(doc.read_text(encoding='utf-8'))}
     assert 'tools/demo.py' in named and 'tools/export_onnx.py' in named, named
     missing = [t for t in named if not (ROOT / t).is_file()]
     assert not missing, missing

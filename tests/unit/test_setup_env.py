@@ -229,7 +229,8 @@ def test_whole_script_gpu_build(repo, state, wheel_has_cuda):
     fake_nvcc(state, '12.8')
     fake_venv(repo, state, **{**CPU_FACTS, 'cuda_home': state, 'available': '1',
                               'devices': '1', 'arch_error': ''})
-    env = {'TORCH_CUDA_ARCH_LIST': '9.0', **({'FAKE_WHEEL_HAS_CUDA': '1'} if wheel_has_cuda else {})}
+    env = {'TORCH_CUDA_ARCH_LIST': '9.0',
+           **({'FAKE_WHEEL_HAS_CUDA': '1'} if wheel_has_cuda else {})}
     result = run(repo, state, **env)
     calls = pip_calls(state)
     assert 'MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=9.0 install -q --no-build-isolation' in calls[2]

@@ -128,7 +128,8 @@ def test_a_public_file_missing_a_tensor_is_refused_naming_it(tmp_path):
     state = public_state('affnet_et')
     del state['layer_4.1.global_rep.2.filter.w1']
     torch.save(state, tmp_path / 'partial.pt')
-    with pytest.raises(RuntimeError, match=r'stages\.3\.blocks\.2\.filter\.w1'):  # timm's strict load
+    # timm's strict load
+    with pytest.raises(RuntimeError, match=r'stages\.3\.blocks\.2\.filter\.w1'):
         timm.create_model('affnet_et', pretrained=True,
                           pretrained_cfg_overlay=dict(file=str(tmp_path / 'partial.pt')))
     backbone = AFFNet(arch='et', init_cfg=dict(type='Pretrained',

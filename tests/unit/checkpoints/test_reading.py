@@ -169,5 +169,6 @@ def test_legacy_download_loads_only_with_its_published_hash(http_root):
     assert loaded['state_dict'].keys() == tiny_state().keys()
     with pytest.raises(ValueError, match='legacy'):
         read_checkpoint(f'{base}/plain.pth')
-    with pytest.raises(ValueError, match='legacy'):  # a matching name on a local file proves nothing
+    # a matching name on a local file proves nothing
+    with pytest.raises(ValueError, match='legacy'):
         read_checkpoint(str(root / f'weights-{digest[:8]}.pth'))
