@@ -23,7 +23,8 @@ garments' classes and extents, which a model learns in a CPU budget). Stages:
    16), every model from its classifier with the same recipe, per seed. Canvas study:
    whole-image and sliding-window (64, stride 48) inference on 1x, 2x and 4x (side) and
    non-square canvases with the garments at their training size. Scale study: the same
-   training with MMSeg's ADE20K random resize (ratio 0.5-2.0) and without it, evaluated
+   training with random resize (each scene scaled by a ratio from 0.5-2.0, the range of
+   MMSeg's ADE20K pipeline) and without it, evaluated
    with garments 0.5x-2x their training size on a 128x128 canvas.
 4. ``det``: RetinaNet on the 128x128 training scenes, mAP on the validation scenes.
 
@@ -220,14 +221,23 @@ class ProvingGround:
             raise RuntimeError(f'{run} {why}: run the pretrain stage again')
         if not Path(r['checkpoint']).is_file():
             raise RuntimeError(f'{run}: its checkpoint {r["checkpoint"]} is gone (records copied '
-                               f'without it): delete {self.run_path(run)} to pretrain it again')
+                               f'without it): delete {self.record_copies(run)} to pretrain it '
+                               'again')
         sha = file_sha256(r['checkpoint'])
         if sha != r['sha256']:
             raise RuntimeError(f'{r["checkpoint"]} is not the classifier {run} wrote (sha256 '
                                f'{sha[:12]}, recorded {r["sha256"][:12]}): delete '
-                               f'{self.run_path(run)} and {Path(r["checkpoint"]).parent} to '
-                               f'pretrain it again')
+                               f'{self.record_copies(run)} and {Path(r["checkpoint"]).parent} '
+                               'to pretrain it again')
         return dict(run=run, sha256=sha), r['checkpoint']
+
+    def record_copies(self, run: str) -> str:
+        """The copies of ``run``'s record: DIR/runs' and, where it has one, the records
+        folder's (a start copies it back from there into DIR/runs)."""
+        paths = [self.run_path(run)]
+        if self.records is not None and (self.records / paths[0].name).exists():
+            paths.append(self.records / paths[0].name)
+        return ' and '.join(str(p) for p in paths)
 
     def set_aside(self, name: str, text: str) -> str:
         """Move the stale run ``name`` (its record ``text``, and a classifier's folder) to

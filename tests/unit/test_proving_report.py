@@ -3,6 +3,7 @@ like those the proving ground writes (no training)."""
 import dataclasses
 import json
 import os.path as osp
+import shutil
 import sys
 
 import pytest
@@ -267,6 +268,15 @@ def test_runs_from_another_classifier_are_rerun_not_mixed(tmp_path):
     (tmp_path / 'pretrain' / 'gfnet_h_ti-s1' / 'classifier.pth').unlink()
     with pytest.raises(RuntimeError, match='classifier.pth is gone .* delete .*pretrain-gfnet'):
         ground.classifier('gfnet_h_ti', 1)
+    # a copy in the records folder would come back at the next start: named too
+    ground.records = tmp_path / 'records'
+    ground.records.mkdir()
+    shutil.copy2(tmp_path / 'runs' / 'pretrain-gfnet_h_ti-s1.json', ground.records)
+    with pytest.raises(RuntimeError) as gone:
+        ground.classifier('gfnet_h_ti', 1)
+    assert str(gone.value).endswith(
+        f"delete {tmp_path / 'runs' / 'pretrain-gfnet_h_ti-s1.json'} and "
+        f"{ground.records / 'pretrain-gfnet_h_ti-s1.json'} to pretrain it again")
 
 
 def test_a_classifier_of_another_recipe_is_set_aside_and_pretrained_again(tmp_path):
