@@ -77,6 +77,12 @@ def smallest_margin(c: dict, key: str = 'margin') -> str:
                        len(c['seeds']))
 
 
+def margin_key(field: str) -> str:
+    """Where a configuration keeps its margins of ``field`` ('whole', 'slide' or
+    'scale'): ``margin`` / ``margin_slide``, each with its ``_worst_seed`` twin."""
+    return 'margin_slide' if field == 'slide' else 'margin'
+
+
 def margins(stats: Dict[str, dict], best: Dict[str, float]) -> tuple:
     """Per column: the mean's margin over the best baseline, and the worst seed's."""
     return ({k: s['mean'] - best[k] for k, s in stats.items()},
@@ -134,7 +140,7 @@ def summarise(results: Dict[str, dict]) -> dict:
             for c in out[study].values():
                 best = {k: best_baseline(base, study, k)[1] for k in c[fields[0]]}
                 for field in fields:
-                    key = 'margin_slide' if field == 'slide' else 'margin'
+                    key = margin_key(field)
                     c[key], c[f'{key}_worst_seed'] = margins(c[field], best)
         prior = base['det']['box prior']['bbox_mAP_50']
         for d in out['det'].values():
@@ -188,8 +194,7 @@ def tables(results: Dict[str, dict], meta: dict) -> str:
                                 [f'{base[study][k][n]["mIoU"]:.2f}' for k in keys] + ['-'])
             for c in summ[study].values():
                 vals = c[inference]
-                margin = smallest_margin(
-                    c, 'margin_slide' if inference == 'slide' else 'margin') if base else '-'
+                margin = smallest_margin(c, margin_key(inference)) if base else '-'
                 rows.append([c['label'], c['params_m'], c['gflops_64'], c['iters'],
                              len(c['seeds'])] + [cell(vals[k]) for k in keys] + [margin])
             lines += _table(['model', 'params (M)', 'GFLOPs at 64x64', 'iterations', 'seeds']
